@@ -1,0 +1,194 @@
+/**
+ * Tensor: dtype, dims and lazily-held data. The data is one of
+ *  - `bytes`: raw little-endian bytes, usually a view into the decoded model buffer (no copy) or
+ *    the bytes of a typed array a pass computed;
+ *  - `external`: a reference into an external-data file, read only when asked;
+ *  - `strings`: the elements of a STRING tensor.
+ * Nothing here copies weight bytes unless a caller asks for a copy.
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { PeftcError } from '../errors.js';
+import { byteSize, DataType, dtypeInfo, dtypeName, elementCount, viewAs, type TypedArray } from './dtype.js';
+
+export type MetadataProps = Array<[string, string]>;
+
+export interface ExternalRef {
+  /** Absolute path of the data file, already checked to lie inside the model's folder. */
+  readonly path: string;
+  /** The location exactly as written in the model (relative to the model's folder). */
+  readonly location: string;
+  readonly offset: number;
+  /** Byte length; when absent the data runs to the end of the file. */
+  readonly length: number | undefined;
+  /** SHA-1 hex digest of the tensor's bytes, when the model carries one. */
+  readonly checksum: string | undefined;
+}
+
+export type TensorSource =
+  | { readonly kind: 'bytes'; readonly bytes: Uint8Array }
+  | { readonly kind: 'external'; readonly ref: ExternalRef }
+  | { readonly kind: 'strings'; readonly strings: readonly Uint8Array[] };
+
+/** Chunk size for streaming external data (copying to an output, hashing). */
+export const STREAM_CHUNK_BYTES = 16 << 20;
+
+export class Tensor {
+  docString = '';
+  metadataProps: MetadataProps = [];
+
+  constructor(
+    public name: string,
+    readonly dtype: DataType,
+    readonly dims: readonly number[],
+    readonly source: TensorSource,
+  ) {}
+
+  static fromBytes(name: string, dtype: DataType, dims: readonly number[], bytes: Uint8Array): Tensor {
+    return new Tensor(name, dtype, dims, { kind: 'bytes', bytes });
+  }
+
+  /** Wraps a typed array's memory (no copy). */
+  static fromTypedArray(name: string, dtype: DataType, dims: readonly number[], data: TypedArray): Tensor {
+    return Tensor.fromBytes(name, dtype, dims, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+
+  static fromStrings(name: string, dims: readonly number[], strings: readonly Uint8Array[]): Tensor {
+    return new Tensor(name, DataType.STRING, dims, { kind: 'strings', strings });
+  }
+
+  get elementCount(): number {
+    return elementCount(this.dims);
+  }
+
+  get isExternal(): boolean {
+    return this.source.kind === 'external';
+  }
+
+  /** Bytes the data occupies in raw_data form (0 for strings). */
+  get byteLength(): number {
+    return this.dtype === DataType.STRING ? 0 : byteSize(this.dtype, this.elementCount);
+  }
+
+  /**
+   * The raw little-endian bytes. In-memory data is returned as is (a view, not a copy); external
+   * data is read from its file now, checked against the expected length and checksum.
+   */
+  bytes(): Uint8Array {
+    const s = this.source;
+    if (s.kind === 'bytes') return s.bytes;
+    if (s.kind === 'strings') throw new PeftcError(`tensor '${this.name}': a string tensor has no raw bytes`);
+    const length = this.checkedExternalLength();
+    const out = Buffer.allocUnsafe(length);
+    readRange(s.ref.path, s.ref.offset, out, `tensor '${this.name}'`);
+    if (s.ref.checksum !== undefined) {
+      const digest = createHash('sha1').update(out).digest('hex');
+      if (digest !== s.ref.checksum.toLowerCase()) {
+        throw new PeftcError(
+          `tensor '${this.name}': external data in ${s.ref.path} fails its checksum (expected ${s.ref.checksum}, got ${digest})`,
+        );
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Yields the raw bytes in chunks of at most `chunkBytes` without holding the whole tensor,
+   * for streaming to an output. In-memory data yields subarray views.
+   */
+  *chunks(chunkBytes = STREAM_CHUNK_BYTES): Generator<Uint8Array> {
+    const s = this.source;
+    if (s.kind !== 'external') {
+      const all = this.bytes();
+      for (let at = 0; at < all.byteLength; at += chunkBytes) yield all.subarray(at, Math.min(all.byteLength, at + chunkBytes));
+      return;
+    }
+    const length = this.checkedExternalLength();
+    const fd = openSync(s.ref.path, 'r');
+    try {
+      const buf = Buffer.allocUnsafe(Math.min(chunkBytes, Math.max(1, length)));
+      const hash = s.ref.checksum !== undefined ? createHash('sha1') : null;
+      for (let done = 0; done < length; ) {
+        const want = Math.min(buf.byteLength, length - done);
+        const got = readFully(fd, buf, want, s.ref.offset + done);
+        if (got < want) throw new PeftcError(`tensor '${this.name}': external data file ${s.ref.path} ends early (wanted ${length} bytes at offset ${s.ref.offset})`);
+        const chunk = buf.subarray(0, want);
+        hash?.update(chunk);
+        done += want;
+        yield chunk;
+      }
+      if (hash && hash.digest('hex') !== s.ref.checksum!.toLowerCase()) {
+        throw new PeftcError(`tensor '${this.name}': external data in ${s.ref.path} fails its checksum`);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** A typed-array view of the data (copying only when misaligned or external). */
+  toTypedArray<T extends TypedArray = TypedArray>(): T {
+    const storage = dtypeInfo(this.dtype).storage;
+    if (!storage) throw new PeftcError(`tensor '${this.name}': ${dtypeName(this.dtype)} has no typed-array view`);
+    return viewAs<T>(storage, this.bytes());
+  }
+
+  strings(): readonly Uint8Array[] {
+    if (this.source.kind !== 'strings') throw new PeftcError(`tensor '${this.name}' is ${dtypeName(this.dtype)}, not string`);
+    return this.source.strings;
+  }
+
+  /** Same tensor under another name, sharing the data. */
+  renamed(name: string): Tensor {
+    const t = new Tensor(name, this.dtype, this.dims, this.source);
+    t.docString = this.docString;
+    t.metadataProps = this.metadataProps;
+    return t;
+  }
+
+  private checkedExternalLength(): number {
+    const s = this.source as { kind: 'external'; ref: ExternalRef };
+    const expected = this.byteLength;
+    if (s.ref.length !== undefined && s.ref.length !== expected) {
+      throw new PeftcError(
+        `tensor '${this.name}': external data length ${s.ref.length} does not match ${dtypeName(this.dtype)}[${this.dims.join(',')}] (${expected} bytes)`,
+      );
+    }
+    return expected;
+  }
+}
+
+function readFully(fd: number, buf: Uint8Array, want: number, position: number): number {
+  let got = 0;
+  while (got < want) {
+    const n = readSync(fd, buf, got, want - got, position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
+function readRange(path: string, offset: number, out: Uint8Array, what: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw new PeftcError(`${what}: cannot open external data file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    // readSync takes at most 2 GiB per call; read in pieces.
+    let got = 0;
+    while (got < out.byteLength) {
+      const n = readSync(fd, out, got, Math.min(out.byteLength - got, 1 << 30), offset + got);
+      if (n === 0) throw new PeftcError(`${what}: external data file ${path} ends early (wanted ${out.byteLength} bytes at offset ${offset})`);
+      got += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface SparseTensor {
+  values: Tensor;
+  indices: Tensor;
+  dims: number[];
+}
