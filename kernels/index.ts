@@ -1,0 +1,2 @@
+/** Importing this module registers every reference kernel. */
+export * from './registry.js';
