@@ -7,7 +7,27 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { PeftcError } from '../errors.js';
 import { loadModel } from '../onnx/io.js';
-import { renderSummary, summarizeModel } from '../inspect.js';
+import { formatBytes, renderSummary, summarizeModel } from '../inspect.js';
+import { compileModel, QUANT_MODES, resolveOutputPath, TARGETS, type CompileResult } from '../compile.js';
+import { writeFileAtomic } from '../atomic-write.js';
+import type { PassReport } from '../../passes/pass.js';
+
+function formatPassLine(r: PassReport): string {
+  const details = Object.entries(r.details)
+    .filter(([, v]) => v !== 0)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  return `  [${r.iteration}] ${r.pass.padEnd(20)} ${r.ms.toFixed(1).padStart(8)} ms  nodes ${r.nodesBefore} -> ${r.nodesAfter}${details ? `  ${details}` : ''}`;
+}
+
+function formatCompileSummary(r: CompileResult): string {
+  const ext = r.written.externalDataPath ? ` + ${formatBytes(r.written.externalBytes)} external data in ${r.written.externalDataPath}` : '';
+  return [
+    `wrote ${r.output} (${formatBytes(r.written.modelBytes)}${ext})`,
+    `  nodes ${r.before.nodeCount} -> ${r.after.nodeCount}, initializers ${r.before.initializerCount} -> ${r.after.initializerCount} (${formatBytes(r.before.initializerBytes)} -> ${formatBytes(r.after.initializerBytes)})`,
+    `  time: load ${r.ms.load.toFixed(0)} ms, passes ${r.ms.passes.toFixed(0)} ms, save ${r.ms.save.toFixed(0)} ms`,
+  ].join('\n');
+}
 
 function fail(err: unknown): never {
   if (err instanceof PeftcError) {
@@ -33,6 +53,40 @@ async function main(): Promise<void> {
         const model = loadModel(args.model);
         const summary = summarizeModel(model);
         process.stdout.write(args.json ? `${JSON.stringify(summary, null, 2)}\n` : `${renderSummary(args.model, summary)}\n`);
+      },
+    )
+    .command(
+      'compile <model>',
+      'Optimize a model for a target: fold constants, remove no-ops, duplicates and dead code, write it atomically',
+      (y) =>
+        y
+          .positional('model', { type: 'string', demandOption: true, describe: 'path to a .onnx file' })
+          .option('target', { choices: TARGETS, default: 'cpu' as const, describe: 'deployment target' })
+          .option('quant', { choices: QUANT_MODES, default: 'none' as const, describe: 'quantization mode' })
+          .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'output .onnx file, or a folder' })
+          .option('report', { type: 'string', describe: 'write the compile report (JSON) to this file' })
+          .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON on stdout instead of text' })
+          .option('check', { type: 'boolean', default: false, describe: 'run the IR invariant checker after every pass' })
+          .option('fold-size-limit', { type: 'number', default: 1 << 20, describe: 'largest constant (bytes) folding may create beyond what it frees' })
+          .option('external-data', { choices: ['auto', 'all', 'none'] as const, default: 'auto' as const, describe: 'where weights go: auto keeps external weights external and moves all out past 2 GiB' }),
+      (args) => {
+        const log = (m: string) => process.stderr.write(`${m}\n`);
+        if (args.report) resolveOutputPath(args.report, args.report); // fail before writing anything
+        if (!args.json) log(`peftc compile ${args.model} --target ${args.target} --quant ${args.quant}`);
+        const result = compileModel(args.model, {
+          target: args.target,
+          quant: args.quant,
+          output: args.output,
+          check: args.check,
+          foldMaxBytes: args['fold-size-limit'],
+          externalData: args['external-data'],
+          log,
+          onReport: args.json ? undefined : (r) => log(formatPassLine(r)),
+        });
+        const report = JSON.stringify(result, null, 2);
+        if (args.report) writeFileAtomic(args.report, `${report}\n`);
+        if (args.json) process.stdout.write(`${report}\n`);
+        else log(formatCompileSummary(result));
       },
     )
     .demandCommand(1, 'name a command (peftc --help lists them)')

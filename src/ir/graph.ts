@@ -252,26 +252,44 @@ export class Graph {
 
   /**
    * Removes a node. Its outputs must be unused (unless `force`), so no use list is left pointing
-   * at a value without a producer.
+   * at a value without a producer. Outputs left with no uses are forgotten.
    */
   removeNode(node: Node, force = false): void {
-    const at = this.nodes.indexOf(node);
-    if (at < 0) throw new Error(`internal: node '${node.name}' is not in graph '${this.name}'`);
-    if (!force) {
+    this.removeNodes([node], force);
+  }
+
+  /** Removes many nodes in one sweep over the node list (linear, for passes that delete a lot). */
+  removeNodes(nodes: Iterable<Node>, force = false): void {
+    const doomed = new Set(nodes);
+    if (doomed.size === 0) return;
+    for (const node of doomed) {
+      if (node.graph !== this) throw new Error(`internal: node '${node.name}' is not in graph '${this.name}'`);
+      if (force) continue;
       for (const out of node.outputs) {
-        if (out && (out.uses.length > 0 || out.isGraphOutput)) {
+        if (out && (out.uses.some((u) => !doomed.has(u.node)) || out.isGraphOutput)) {
           throw new PeftcError(`cannot remove node '${node.name}': its output '${out.name}' is still used`);
         }
       }
     }
-    node.inputs.forEach((v, i) => v?.removeUse(node, i));
-    for (const out of node.outputs) {
-      if (!out) continue;
-      out.producer = null;
-      out.producerIndex = -1;
-      if (out.uses.length === 0 && !out.isGraphOutput && !this.valueInfos.includes(out)) this.values.delete(out.name);
+    const forgotten = new Set<Value>();
+    for (const node of doomed) {
+      node.inputs.forEach((v, i) => v?.removeUse(node, i));
     }
-    this.nodes.splice(at, 1);
+    for (const node of doomed) {
+      for (const out of node.outputs) {
+        if (!out) continue;
+        out.producer = null;
+        out.producerIndex = -1;
+        if (out.uses.length === 0 && !out.isGraphOutput && !out.initializer) {
+          this.values.delete(out.name);
+          forgotten.add(out);
+        }
+      }
+    }
+    const kept = this.nodes.filter((n) => !doomed.has(n));
+    if (kept.length + doomed.size !== this.nodes.length) throw new Error(`internal: some nodes to remove are not in graph '${this.name}'`);
+    this.nodes.splice(0, this.nodes.length, ...kept);
+    if (forgotten.size) this.valueInfos = this.valueInfos.filter((v) => !forgotten.has(v));
   }
 
   /** Points every use of `from` (node inputs anywhere, graph outputs of its graph) at `to`. */
