@@ -85,9 +85,39 @@ function diffSparse(a: SparseTensor, b: SparseTensor, path: string): Diff {
   );
 }
 
-export function diffTypes(a: TypeInfo | undefined, b: TypeInfo | undefined, path: string): Diff {
-  return JSON.stringify(a) === JSON.stringify(b) ? null : `${path}: type ${JSON.stringify(a)} != ${JSON.stringify(b)}`;
+/**
+ * A type in canonical form (fixed field order, absent and empty denotations alike), so that two
+ * TypeInfo objects built with their keys in different orders compare equal.
+ */
+function canonicalType(t: TypeInfo | undefined): unknown {
+  if (t === undefined) return null;
+  const den = t.denotation || null;
+  switch (t.kind) {
+    case 'tensor':
+    case 'sparse_tensor':
+      return [t.kind, t.elemType, t.shape?.map((d) => [d.value ?? null, d.param ?? null, d.denotation || null]) ?? null, den];
+    case 'sequence':
+    case 'optional':
+      return [t.kind, canonicalType(t.elem), den];
+    case 'map':
+      return [t.kind, t.keyType, canonicalType(t.value), den];
+    case 'opaque':
+      return [t.kind, t.domain, t.name, den];
+    case 'none':
+      return [t.kind, den];
+    default:
+      return [(t as { kind: unknown }).kind, JSON.stringify(t)];
+  }
 }
+
+export function diffTypes(a: TypeInfo | undefined, b: TypeInfo | undefined, path: string): Diff {
+  const ca = JSON.stringify(canonicalType(a));
+  const cb = JSON.stringify(canonicalType(b));
+  return ca === cb ? null : `${path}: type ${ca} != ${cb}`;
+}
+
+const opsets = (a: Array<{ domain: string; version: number }>, b: Array<{ domain: string; version: number }>, path: string): Diff =>
+  list(a, b, path, (x, y, q) => first(() => same(x.domain, y.domain, `${q}.domain`), () => same(x.version, y.version, `${q}.version`)));
 
 function diffAttribute(a: Attribute, b: Attribute, path: string): Diff {
   const base = first(
@@ -152,7 +182,10 @@ export function diffGraphs(a: Graph, b: Graph, path = 'graph'): Diff {
     () => list(a.valueInfos, b.valueInfos, `${path}.valueInfo`, diffValueInfo),
     () => list(a.initializers, b.initializers, `${path}.initializers`, (x, y, q) => diffTensors(x.initializer!, y.initializer!, `${q}(${x.name})`)),
     () => list(a.sparseInitializers, b.sparseInitializers, `${path}.sparseInitializers`, (x, y, q) => diffSparse(x.sparseInitializer!, y.sparseInitializer!, q)),
-    () => same(JSON.stringify(a.quantizationAnnotations), JSON.stringify(b.quantizationAnnotations), `${path}.quantizationAnnotations`),
+    () =>
+      list(a.quantizationAnnotations, b.quantizationAnnotations, `${path}.quantizationAnnotations`, (x, y, q) =>
+        first(() => same(x.tensorName, y.tensorName, `${q}.tensorName`), () => metadata(x.params, y.params, `${q}.params`)),
+      ),
     () =>
       list(a.nodes, b.nodes, `${path}.nodes`, (x, y, q) => {
         const label = `${q}(${x.name || x.opType})`;
@@ -177,7 +210,7 @@ function diffFunctions(a: IrFunction, b: IrFunction, path: string): Diff {
     () => same(a.key, b.key, `${path}.key`),
     () => same(a.docString, b.docString, `${path}.docString`),
     () => metadata(a.metadataProps, b.metadataProps, `${path}.metadataProps`),
-    () => same(JSON.stringify(a.opsetImports), JSON.stringify(b.opsetImports), `${path}.opsetImports`),
+    () => opsets(a.opsetImports, b.opsetImports, `${path}.opsetImports`),
     () => list(a.attributeNames, b.attributeNames, `${path}.attributeNames`, same),
     () => list(a.attributeDefaults, b.attributeDefaults, `${path}.attributeDefaults`, diffAttribute),
     () => diffGraphs(a.body, b.body, `${path}.body`),
@@ -187,7 +220,7 @@ function diffFunctions(a: IrFunction, b: IrFunction, path: string): Diff {
 export function diffModels(a: Model, b: Model): Diff {
   return first(
     () => same(a.irVersion, b.irVersion, 'irVersion'),
-    () => same(JSON.stringify(a.opsetImports), JSON.stringify(b.opsetImports), 'opsetImports'),
+    () => opsets(a.opsetImports, b.opsetImports, 'opsetImports'),
     () => same(a.producerName, b.producerName, 'producerName'),
     () => same(a.producerVersion, b.producerVersion, 'producerVersion'),
     () => same(a.domain, b.domain, 'domain'),

@@ -46,6 +46,19 @@ function safeNumber(v: unknown, what: string): number {
   return n;
 }
 
+/**
+ * A field the IR keeps as encoded bytes (read as `bytes`, see proto.ts): checked to be a
+ * well-formed message of its type, then copied exactly as written.
+ */
+function verbatim(type: { decode(b: Uint8Array): unknown }, bytes: Uint8Array, what: string): Uint8Array {
+  try {
+    type.decode(bytes);
+  } catch (err) {
+    throw wrapError(`${what} is malformed`, err);
+  }
+  return Uint8Array.from(bytes);
+}
+
 function metadata(list: Msg[] | undefined): MetadataProps {
   return (list ?? []).map((e) => [e.key ?? '', e.value ?? ''] as [string, string]);
 }
@@ -70,8 +83,8 @@ class Decoder {
     model.modelVersion = safeNumber(m.modelVersion ?? 0, 'model_version');
     model.docString = m.docString ?? '';
     model.metadataProps = metadata(m.metadataProps);
-    model.trainingInfo = (m.trainingInfo ?? []).map((t: Msg) => TrainingInfoProto.encode(t).finish());
-    model.configuration = (m.configuration ?? []).map((c: Msg) => DeviceConfigurationProto.encode(c).finish());
+    model.trainingInfo = (m.trainingInfo ?? []).map((b: Uint8Array, i: number) => verbatim(TrainingInfoProto, b, `training_info[${i}]`));
+    model.configuration = (m.configuration ?? []).map((b: Uint8Array, i: number) => verbatim(DeviceConfigurationProto, b, `configuration[${i}]`));
     model.functions = (m.functions ?? []).map((f: Msg) => this.function(f));
     if (!has(m, 'graph')) throw new PeftcError('the model has no graph');
     model.graph = this.graph(m.graph, null, 'graph');
@@ -169,7 +182,9 @@ class Decoder {
     node.overload = n.overload ?? '';
     node.docString = n.docString ?? '';
     node.metadataProps = metadata(n.metadataProps);
-    node.deviceConfigurations = (n.deviceConfigurations ?? []).map((d: Msg) => NodeDeviceConfigurationProto.encode(d).finish());
+    node.deviceConfigurations = (n.deviceConfigurations ?? []).map((b: Uint8Array, i: number) =>
+      verbatim(NodeDeviceConfigurationProto, b, `${label}: device_configurations[${i}]`),
+    );
     node.attributes = (n.attribute ?? []).map((a: Msg) => this.attribute(a, g, label));
     (n.input ?? []).forEach((name: string, i: number) => {
       node.setInput(i, name === '' ? null : (g.lookup(name) ?? g.createValue(name)));
@@ -190,7 +205,7 @@ class Decoder {
       case AttrType.INT:
         return { ...base, type: 'int', value: toBigInt(a.i) };
       case AttrType.STRING:
-        return { ...base, type: 'string', value: a.s ?? new Uint8Array(0) };
+        return { ...base, type: 'string', value: has(a, 's') ? a.s : new Uint8Array(0) };
       case AttrType.TENSOR:
         if (!has(a, 't')) throw new PeftcError(`${label}: TENSOR attribute without a tensor`);
         return { ...base, type: 'tensor', value: this.tensor(a.t, `${label} tensor`, false) };

@@ -21,12 +21,9 @@ import type { MetadataProps, SparseTensor, Tensor } from '../ir/tensor.js';
 import type { Dim, TypeInfo } from '../ir/types.js';
 import {
   bigIntToLong,
-  DeviceConfigurationProto,
   GraphProto,
   ModelProto,
-  NodeDeviceConfigurationProto,
   TensorProto,
-  TrainingInfoProto,
   type Msg,
 } from './proto.js';
 
@@ -197,9 +194,9 @@ function modelMsg(model: Model): Msg {
     modelVersion: model.modelVersion || undefined,
     docString: model.docString,
     metadataProps: meta(model.metadataProps),
-    trainingInfo: model.trainingInfo.map((b) => TrainingInfoProto.decode(b)),
+    trainingInfo: model.trainingInfo, // kept verbatim (bytes fields, see proto.ts)
     functions: model.functions.map(functionMsg),
-    configuration: model.configuration.map((b) => DeviceConfigurationProto.decode(b)),
+    configuration: model.configuration,
   });
 }
 
@@ -249,7 +246,7 @@ function nodesMsg(g: Graph): Msg[] {
       attribute: n.attributes.map(attributeMsg),
       docString: n.docString,
       metadataProps: meta(n.metadataProps),
-      deviceConfigurations: n.deviceConfigurations.map((b) => NodeDeviceConfigurationProto.decode(b)),
+      deviceConfigurations: n.deviceConfigurations,
     }),
   );
 }

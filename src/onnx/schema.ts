@@ -11,6 +11,10 @@
  *
  * Field names are camelCase (protobufjs' convention); packed-ness follows onnx.proto (proto2: only
  * the TensorProto *_data fields are packed), so re-encoded models look like those onnx writes.
+ * Every message is marked `edition: 'proto2'` (see the end of the file): protobufjs reads a JSON
+ * descriptor without an edition as proto3, whose implicit presence drops fields holding their
+ * default value (an INT attribute 0, an empty STRING attribute, a -0 float are not written, and
+ * onnx.checker rejects "an attribute without a value field").
  */
 import type { INamespace } from 'protobufjs';
 
@@ -210,3 +214,7 @@ export const ONNX_SCHEMA: INamespace = {
     },
   },
 };
+
+// onnx.proto is proto2: explicit field presence, closed enums, unpacked repeated scalars unless
+// marked packed. Nested types inherit the edition from their parent message.
+for (const t of Object.values((ONNX_SCHEMA.nested!.onnx as INamespace).nested!)) (t as { edition?: string }).edition = 'proto2';
