@@ -54,24 +54,31 @@ export function diffTensors(a: Tensor, b: Tensor, path: string): Diff {
       const ca = a.chunks();
       const cb = b.chunks();
       // Compare chunk streams without holding either tensor whole (external data may be large).
-      let bufA = new Uint8Array(0);
-      let bufB = new Uint8Array(0);
-      for (;;) {
-        if (bufA.byteLength === 0) {
-          const n = ca.next();
-          bufA = n.done ? new Uint8Array(0) : Uint8Array.from(n.value);
+      // Chunks stay valid after the next one is read (Tensor.chunks), so no copies are needed.
+      // The generators are closed when the comparison stops early, so their files are closed.
+      try {
+        let bufA: Uint8Array = new Uint8Array(0);
+        let bufB: Uint8Array = new Uint8Array(0);
+        for (;;) {
+          if (bufA.byteLength === 0) {
+            const n = ca.next();
+            bufA = n.done ? new Uint8Array(0) : n.value;
+          }
+          if (bufB.byteLength === 0) {
+            const n = cb.next();
+            bufB = n.done ? new Uint8Array(0) : n.value;
+          }
+          if (bufA.byteLength === 0 || bufB.byteLength === 0) {
+            return bufA.byteLength === bufB.byteLength ? null : `${path}: data lengths differ`;
+          }
+          const k = Math.min(bufA.byteLength, bufB.byteLength);
+          if (!bytesEqual(bufA.subarray(0, k), bufB.subarray(0, k))) return `${path}: data bytes differ`;
+          bufA = bufA.subarray(k);
+          bufB = bufB.subarray(k);
         }
-        if (bufB.byteLength === 0) {
-          const n = cb.next();
-          bufB = n.done ? new Uint8Array(0) : Uint8Array.from(n.value);
-        }
-        if (bufA.byteLength === 0 || bufB.byteLength === 0) {
-          return bufA.byteLength === bufB.byteLength ? null : `${path}: data lengths differ`;
-        }
-        const k = Math.min(bufA.byteLength, bufB.byteLength);
-        if (!bytesEqual(bufA.subarray(0, k), bufB.subarray(0, k))) return `${path}: data bytes differ`;
-        bufA = bufA.subarray(k);
-        bufB = bufB.subarray(k);
+      } finally {
+        ca.return(undefined);
+        cb.return(undefined);
       }
     },
   );

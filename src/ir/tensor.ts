@@ -94,9 +94,11 @@ export class Tensor {
 
   /**
    * Yields the raw bytes in chunks of at most `chunkBytes` without holding the whole tensor,
-   * for streaming to an output. In-memory data yields subarray views.
+   * for streaming to an output. In-memory data yields subarray views; external data a fresh
+   * buffer per chunk, so a caller may keep chunks (`[...t.chunks()]` is the data).
    */
   *chunks(chunkBytes = STREAM_CHUNK_BYTES): Generator<Uint8Array> {
+    if (!(chunkBytes >= 1)) throw new RangeError(`chunk size must be at least 1 byte (got ${chunkBytes})`);
     const s = this.source;
     if (s.kind !== 'external') {
       const all = this.bytes();
@@ -104,15 +106,15 @@ export class Tensor {
       return;
     }
     const length = this.checkedExternalLength();
-    const fd = openSync(s.ref.path, 'r');
+    const what = `tensor '${this.name}'`;
+    const fd = openExternal(s.ref.path, what);
     try {
-      const buf = Buffer.allocUnsafe(Math.min(chunkBytes, Math.max(1, length)));
       const hash = s.ref.checksum !== undefined ? createHash('sha1') : null;
       for (let done = 0; done < length; ) {
-        const want = Math.min(buf.byteLength, length - done);
-        const got = readFully(fd, buf, want, s.ref.offset + done);
-        if (got < want) throw new PeftcError(`tensor '${this.name}': external data file ${s.ref.path} ends early (wanted ${length} bytes at offset ${s.ref.offset})`);
-        const chunk = buf.subarray(0, want);
+        const want = Math.min(chunkBytes, length - done);
+        const chunk = Buffer.allocUnsafe(want);
+        const got = readFully(fd, chunk, want, s.ref.offset + done, s.ref.path, what);
+        if (got < want) throw new PeftcError(`${what}: external data file ${s.ref.path} ends early (wanted ${length} bytes at offset ${s.ref.offset})`);
         hash?.update(chunk);
         done += want;
         yield chunk;
@@ -157,31 +159,35 @@ export class Tensor {
   }
 }
 
-function readFully(fd: number, buf: Uint8Array, want: number, position: number): number {
+function openExternal(path: string, what: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (err) {
+    throw new PeftcError(`${what}: cannot open external data file ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Reads up to `want` bytes at `position` (fewer only at the end of the file). */
+function readFully(fd: number, buf: Uint8Array, want: number, position: number, path: string, what: string): number {
   let got = 0;
-  while (got < want) {
-    const n = readSync(fd, buf, got, want - got, position + got);
-    if (n === 0) break;
-    got += n;
+  try {
+    while (got < want) {
+      // readSync takes at most 2 GiB per call; read in pieces.
+      const n = readSync(fd, buf, got, Math.min(want - got, 1 << 30), position + got);
+      if (n === 0) break;
+      got += n;
+    }
+  } catch (err) {
+    throw new PeftcError(`${what}: cannot read external data file ${path}: ${(err as Error).message}`);
   }
   return got;
 }
 
 function readRange(path: string, offset: number, out: Uint8Array, what: string): void {
-  let fd: number;
+  const fd = openExternal(path, what);
   try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new PeftcError(`${what}: cannot open external data file ${path}: ${(err as Error).message}`);
-  }
-  try {
-    // readSync takes at most 2 GiB per call; read in pieces.
-    let got = 0;
-    while (got < out.byteLength) {
-      const n = readSync(fd, out, got, Math.min(out.byteLength - got, 1 << 30), offset + got);
-      if (n === 0) throw new PeftcError(`${what}: external data file ${path} ends early (wanted ${out.byteLength} bytes at offset ${offset})`);
-      got += n;
-    }
+    const got = readFully(fd, out, out.byteLength, offset, path, what);
+    if (got < out.byteLength) throw new PeftcError(`${what}: external data file ${path} ends early (wanted ${out.byteLength} bytes at offset ${offset})`);
   } finally {
     closeSync(fd);
   }

@@ -3,7 +3,7 @@
  * temporary file beside the target, then rename, so a reader never sees a half-written model and
  * a failed write leaves nothing behind). Input files are never written to.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PeftcError } from '../errors.js';
@@ -64,19 +64,34 @@ export function saveModel(model: Model, path: string, options: EncodeOptions = {
     if (sources.has(p)) throw new PeftcError(`${path}: refusing to overwrite ${p}, which the model was read from; write to another path`);
   }
 
+  if (plan.external.length && dataPath === realTarget) throw new PeftcError(`${path}: the external data location '${location}' is the model file itself`);
+  if (isDirectory(realTarget)) throw new PeftcError(`${path}: is a directory`);
+  if (plan.external.length && isDirectory(dataPath)) throw new PeftcError(`${path}: the external data location '${location}' is a directory`);
+
   const tmpModel = tempName(realTarget);
   const tmpData = plan.external.length ? tempName(dataPath) : undefined;
+  // If the model cannot be renamed into place after its data was, the data file is put back as
+  // it was (restored from this backup, or removed), so a failed save leaves nothing changed.
+  let dataBackup: string | undefined;
+  let dataPlaced = false;
   try {
     if (tmpData) writeExternal(plan, tmpData);
     writeParts(plan, tmpModel);
-    if (tmpData) renameSync(tmpData, dataPath);
+    if (tmpData) {
+      if (existsSync(dataPath)) renameSync(dataPath, (dataBackup = tempName(dataPath)));
+      renameSync(tmpData, dataPath);
+      dataPlaced = true;
+    }
     renameSync(tmpModel, realTarget);
   } catch (err) {
     rmSync(tmpModel, { force: true });
     if (tmpData) rmSync(tmpData, { force: true });
+    if (dataPlaced) rmSync(dataPath, { force: true });
+    if (dataBackup) renameSync(dataBackup, dataPath);
     if (err instanceof PeftcError) throw err;
     throw new PeftcError(`${path}: writing failed: ${(err as Error).message}`, 2, { cause: err });
   }
+  if (dataBackup) rmSync(dataBackup, { force: true });
   return {
     path: realTarget,
     modelBytes: plan.modelBytes,
@@ -84,6 +99,14 @@ export function saveModel(model: Model, path: string, options: EncodeOptions = {
     externalBytes: plan.externalBytes,
     externalTensors: plan.external.length,
   };
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function tempName(path: string): string {
