@@ -10,6 +10,8 @@ import type { ExternalPolicy } from './onnx/encode.js';
 import { loadModel, saveModel, type SaveResult } from './onnx/io.js';
 import { runPipeline, type PassReport } from '../passes/pass.js';
 import { cleanupPipeline } from '../passes/pipelines.js';
+import { mergeAdapters } from '../passes/lora-adapter-merge.js';
+import { loadAdapter, type Adapter } from './peft/adapter.js';
 
 export const TARGETS = ['cpu', 'cuda', 'xla'] as const;
 export type Target = (typeof TARGETS)[number];
@@ -28,6 +30,8 @@ export interface CompileOptions {
   /** Run the IR invariant checker after every pass. */
   check?: boolean;
   foldMaxBytes?: number;
+  /** PEFT adapter folders to merge, each with the weight of its delta. */
+  lora?: Array<{ dir: string; weight: number }>;
   externalData?: ExternalPolicy;
   log?: (message: string) => void;
   onReport?: (report: PassReport) => void;
@@ -61,15 +65,21 @@ export function compileModel(input: string, options: CompileOptions): CompileRes
   }
   const output = resolveOutputPath(input, options.output);
   const t0 = performance.now();
+  // Adapters are read (headers only) before the model, so a bad adapter fails fast.
+  const adapters: Adapter[] = (options.lora ?? []).map(({ dir, weight }) => loadAdapter(dir, weight));
   const model = loadModel(input);
   const before = summarizeModel(model);
   const t1 = performance.now();
-  const passes = runPipeline(model, cleanupPipeline({ fold: { maxBytes: options.foldMaxBytes } }), {
+  const merge = adapters.length
+    ? runPipeline(model, [mergeAdapters(adapters)], { check: options.check, log: options.log, onReport: options.onReport })
+    : [];
+  const cleanup = runPipeline(model, cleanupPipeline({ fold: { maxBytes: options.foldMaxBytes } }), {
     fixpoint: true,
     check: options.check,
     log: options.log,
     onReport: options.onReport,
   });
+  const passes = [...merge, ...cleanup];
   const after = summarizeModel(model);
   const t2 = performance.now();
   const written = saveModel(model, output, { externalData: options.externalData });

@@ -10,6 +10,7 @@ import { loadModel } from '../onnx/io.js';
 import { formatBytes, renderSummary, summarizeModel } from '../inspect.js';
 import { compileModel, QUANT_MODES, resolveOutputPath, TARGETS, type CompileResult } from '../compile.js';
 import { writeFileAtomic } from '../atomic-write.js';
+import { parseLoraArg } from '../peft/adapter.js';
 import type { PassReport } from '../../passes/pass.js';
 
 function formatPassLine(r: PassReport): string {
@@ -64,6 +65,7 @@ async function main(): Promise<void> {
           .option('target', { choices: TARGETS, default: 'cpu' as const, describe: 'deployment target' })
           .option('quant', { choices: QUANT_MODES, default: 'none' as const, describe: 'quantization mode' })
           .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'output .onnx file, or a folder' })
+          .option('lora', { type: 'string', array: true, describe: 'PEFT adapter folder to merge, optionally with a weight: DIR[:WEIGHT] (repeatable)' })
           .option('report', { type: 'string', describe: 'write the compile report (JSON) to this file' })
           .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON on stdout instead of text' })
           .option('check', { type: 'boolean', default: false, describe: 'run the IR invariant checker after every pass' })
@@ -80,6 +82,7 @@ async function main(): Promise<void> {
           check: args.check,
           foldMaxBytes: args['fold-size-limit'],
           externalData: args['external-data'],
+          lora: (args.lora ?? []).map(parseLoraArg),
           log,
           onReport: args.json ? undefined : (r) => log(formatPassLine(r)),
         });
