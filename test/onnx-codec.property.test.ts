@@ -13,17 +13,17 @@ import protobuf from 'protobufjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PeftcError } from '../src/errors.js';
 import { summarizeModel } from '../src/inspect.js';
-import { DataType } from '../src/ir/dtype.js';
+import { ALL_DTYPES, DataType } from '../src/ir/dtype.js';
 import type { Graph } from '../src/ir/graph.js';
 import { diffModels } from '../src/ir/equal.js';
 import { checkModel } from '../src/ir/invariants.js';
-import type { Model } from '../src/ir/model.js';
+import { IrFunction, type Model } from '../src/ir/model.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { decodeModel, decodeTensor } from '../src/onnx/decode.js';
 import { encodeModel } from '../src/onnx/encode.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';
 import { ModelProto, type Msg } from '../src/onnx/proto.js';
-import { arbModel, arbModelSpec, buildModel, INT64_MAX, INT64_MIN, wire } from './arbitrary-ir.js';
+import { allGraphs, arbModel, arbModelSpec, buildModel, INT64_MAX, INT64_MIN, wire } from './arbitrary-ir.js';
 
 const tmpRoot = mkdtempSync(join(tmpdir(), 'peftc-codec-'));
 afterAll(() => rmSync(tmpRoot, { recursive: true, force: true }));
@@ -127,6 +127,113 @@ describe('round trip', () => {
   });
 });
 
+
+describe('encoding refuses what it cannot write faithfully', () => {
+  const base = () => {
+    const m = buildModel(fc.sample(arbModelSpec({ maxNodes: 0, maxFunctions: 0, opaqueBytes: false }), { numRuns: 1, seed: 3 })[0]!);
+    const x = m.graph.createValue('x');
+    m.graph.inputs.push(x);
+    return m;
+  };
+  const refuse = (m: ReturnType<typeof base>, pattern: RegExp) => {
+    let err: unknown;
+    try {
+      encodeModel(m);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PeftcError);
+    expect((err as Error).message).toMatch(pattern);
+  };
+
+  it('a tensor whose data does not match its dims', () => {
+    const m = base();
+    m.graph.addInitializer(Tensor.fromBytes('short', DataType.FLOAT, [4], new Uint8Array(12)));
+    refuse(m, /'short'.*12 bytes.*need 16/);
+    const m2 = base();
+    const n = m2.graph.addNode('Constant', [], ['c']);
+    n.setAttribute('value', { type: 'tensor', value: Tensor.fromBytes('long', DataType.INT4, [3], new Uint8Array(3)) });
+    refuse(m2, /'long'.*3 bytes.*need 2/);
+    const m3 = base();
+    m3.graph.addInitializer(Tensor.fromStrings('s', [2], [new Uint8Array(1)]));
+    refuse(m3, /'s'.*1 strings for 2 elements/);
+    const m4 = base();
+    m4.graph.addInitializer(Tensor.fromBytes('neg', DataType.UINT8, [-1], new Uint8Array(0)));
+    refuse(m4, /'neg'.*dimension -1/);
+  });
+
+  it('an int attribute outside int64', () => {
+    const m = base();
+    m.graph.addNode('Custom', [], ['y']).setAttribute('big', { type: 'int', value: INT64_MAX + 1n });
+    refuse(m, /'big'.*does not fit in int64/);
+    const m2 = base();
+    m2.graph.addNode('Custom', [], ['y']).setAttribute('bigs', { type: 'ints', value: [0n, INT64_MIN - 1n] });
+    refuse(m2, /'bigs'.*does not fit in int64/);
+  });
+
+  it('a function body with initializers (FunctionProto has none)', () => {
+    const m = base();
+    const fn = new IrFunction();
+    fn.name = 'f';
+    fn.domain = 'local';
+    fn.body.addInitializer(Tensor.fromBytes('w', DataType.UINT8, [1], new Uint8Array(1)));
+    m.functions.push(fn);
+    refuse(m, /function 'local::f'.*initializers/);
+  });
+});
+
+describe('the arbitrary reaches every feature it promises', () => {
+  it('covers dtypes, shapes, attribute kinds, scoping, functions and metadata', () => {
+    const seen = new Set<string>();
+    const tensor = (t: Tensor) => {
+      seen.add(`dtype:${t.dtype}`);
+      if (t.dims.length === 0) seen.add('scalar');
+      if (t.elementCount === 0) seen.add('zero-size');
+      if (t.metadataProps.length) seen.add('meta:tensor');
+      if (t.source.kind === 'bytes' && t.source.bytes.byteOffset % 4 !== 0) seen.add('misaligned view');
+    };
+    for (const m of fc.sample(arbModel(), { numRuns: 300, seed: 11 })) {
+      if (m.metadataProps.length) seen.add('meta:model');
+      if (m.trainingInfo.length) seen.add('trainingInfo');
+      if (m.configuration.length) seen.add('configuration');
+      for (const fn of m.functions) {
+        seen.add('function');
+        if (fn.attributeDefaults.length) seen.add('attribute defaults');
+      }
+      for (const { graph } of allGraphs(m)) {
+        if (graph.metadataProps.length) seen.add('meta:graph');
+        if (graph.sparseInitializers.length) seen.add('sparse initializer');
+        if (graph.quantizationAnnotations.length) seen.add('quantization annotation');
+        if (graph.valueInfos.length) seen.add('value_info');
+        graph.initializers.forEach((v) => tensor(v.initializer!));
+        for (const v of graph.allValues()) if (v.metadataProps.length) seen.add('meta:value');
+        for (const n of graph.nodes) {
+          if (n.metadataProps.length) seen.add('meta:node');
+          if (n.deviceConfigurations.length) seen.add('device configuration');
+          if (n.inputs.some((v) => v && v.graph !== graph)) seen.add('outer-scope reference');
+          for (const a of n.attributes) {
+            seen.add(`attr:${a.type}`);
+            if (a.type === 'tensor') tensor(a.value);
+            if (a.type === 'int' && (a.value === INT64_MAX || a.value === INT64_MIN)) seen.add('int64 extreme');
+            if (a.type === 'float' && Object.is(a.value, -0)) seen.add('-0');
+            if (a.type === 'floats' && a.value.some(Number.isNaN)) seen.add('NaN');
+            if ((a.type === 'float' && !Number.isFinite(a.value) && !Number.isNaN(a.value)) || (a.type === 'floats' && a.value.some((x) => x === Infinity || x === -Infinity))) seen.add('Inf');
+            if (a.type === 'tensors') a.value.forEach(tensor);
+          }
+        }
+      }
+    }
+    const want = [
+      ...ALL_DTYPES.map((d) => `dtype:${d}`),
+      'scalar', 'zero-size', 'misaligned view', 'trainingInfo', 'configuration', 'function', 'attribute defaults',
+      'sparse initializer', 'quantization annotation', 'value_info', 'outer-scope reference', 'device configuration',
+      'int64 extreme', '-0', 'NaN', 'Inf',
+      ...['model', 'graph', 'node', 'value', 'tensor'].map((k) => `meta:${k}`),
+      ...['float', 'int', 'string', 'tensor', 'graph', 'sparse_tensor', 'type_proto', 'floats', 'ints', 'strings', 'tensors', 'graphs', 'sparse_tensors', 'type_protos', 'ref'].map((k) => `attr:${k}`),
+    ];
+    expect(want.filter((w) => !seen.has(w))).toEqual([]);
+  });
+});
 
 // ---------------------------------------------------------------------------------------------
 // Robustness

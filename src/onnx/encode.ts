@@ -12,9 +12,10 @@
  * external and, if the protobuf would pass protobuf's 2 GiB limit, every initializer of at least
  * `threshold` bytes moves out.
  */
+import type Long from 'long';
 import { PeftcError } from '../errors.js';
 import { AttrType, type Attribute } from '../ir/attribute.js';
-import { DataType } from '../ir/dtype.js';
+import { DataType, dtypeName, isKnownDType } from '../ir/dtype.js';
 import type { Graph, Value } from '../ir/graph.js';
 import type { IrFunction, Model, OpsetImport } from '../ir/model.js';
 import type { MetadataProps, SparseTensor, Tensor } from '../ir/tensor.js';
@@ -201,6 +202,9 @@ function modelMsg(model: Model): Msg {
 }
 
 function functionMsg(fn: IrFunction): Msg {
+  if (fn.body.initializers.length || fn.body.sparseInitializers.length) {
+    throw new PeftcError(`function '${fn.key}': a FunctionProto cannot hold initializers (use Constant nodes in its body)`);
+  }
   return clean({
     name: fn.name,
     input: fn.body.inputs.map((v) => v.name),
@@ -305,6 +309,7 @@ function sparseMsg(s: SparseTensor): Msg {
  * payload is streamed after it); an external placement: data_location EXTERNAL + external_data.
  */
 function tensorMsg(t: Tensor, mode: 'inline' | 'header' | { location: string; offset: number; length: number }): Msg {
+  checkTensor(t);
   const m: Msg = clean({
     dims: t.dims.length ? [...t.dims] : undefined,
     dataType: t.dtype,
@@ -327,6 +332,31 @@ function tensorMsg(t: Tensor, mode: 'inline' | 'header' | { location: string; of
   return m;
 }
 
+/**
+ * Refuses a tensor whose data does not fit its dtype and dims (a pass bug), which would otherwise
+ * be written as a corrupt model, or break the streamed encoding's planned lengths.
+ */
+function checkTensor(t: Tensor): void {
+  const s = t.source;
+  const what = () => `tensor '${t.name}' (${dtypeName(t.dtype)}[${t.dims.join(',')}])`;
+  for (const d of t.dims) if (!Number.isSafeInteger(d) || d < 0) throw new PeftcError(`${what()}: dimension ${d} is not a non-negative integer`);
+  if (t.dtype === DataType.STRING) {
+    if (s.kind !== 'strings') throw new PeftcError(`${what()}: a string tensor needs string elements`);
+    if (s.strings.length !== t.elementCount) throw new PeftcError(`${what()}: ${s.strings.length} strings for ${t.elementCount} elements`);
+  } else {
+    if (!isKnownDType(t.dtype) || t.dtype === DataType.UNDEFINED) throw new PeftcError(`${what()}: unknown data type ${t.dtype}`);
+    if (s.kind === 'strings') throw new PeftcError(`${what()}: holds strings`);
+    if (s.kind === 'bytes' && s.bytes.byteLength !== t.byteLength) {
+      throw new PeftcError(`${what()}: holds ${s.bytes.byteLength} bytes of data, its dims need ${t.byteLength}`);
+    }
+  }
+}
+
+function int64(v: bigint, what: string): Long {
+  if (BigInt.asIntN(64, v) !== v) throw new PeftcError(`${what}: ${v} does not fit in int64`);
+  return bigIntToLong(v);
+}
+
 function attributeMsg(a: Attribute): Msg {
   const m: Msg = { name: a.name };
   if (a.docString) m.docString = a.docString;
@@ -338,7 +368,7 @@ function attributeMsg(a: Attribute): Msg {
     case 'float':
       return { ...m, type: AttrType.FLOAT, f: a.value };
     case 'int':
-      return { ...m, type: AttrType.INT, i: bigIntToLong(a.value) };
+      return { ...m, type: AttrType.INT, i: int64(a.value, `attribute '${a.name}'`) };
     case 'string':
       return { ...m, type: AttrType.STRING, s: a.value };
     case 'tensor':
@@ -352,7 +382,7 @@ function attributeMsg(a: Attribute): Msg {
     case 'floats':
       return { ...m, type: AttrType.FLOATS, floats: a.value };
     case 'ints':
-      return { ...m, type: AttrType.INTS, ints: a.value.map((v) => bigIntToLong(v)) };
+      return { ...m, type: AttrType.INTS, ints: a.value.map((v) => int64(v, `attribute '${a.name}'`)) };
     case 'strings':
       return { ...m, type: AttrType.STRINGS, strings: a.value };
     case 'tensors':
