@@ -13,7 +13,7 @@
  * the TensorProto *_data fields are packed), so re-encoded models look like those onnx writes.
  * Every message is marked `edition: 'proto2'` (see the end of the file): protobufjs reads a JSON
  * descriptor without an edition as proto3, whose implicit presence drops fields holding their
- * default value (an INT attribute 0, an empty STRING attribute, a -0 float are not written, and
+ * default value (an INT attribute 0, a FLOAT 0, an empty STRING attribute are not written, and
  * onnx.checker rejects "an attribute without a value field").
  */
 import type { INamespace } from 'protobufjs';
