@@ -199,10 +199,13 @@ export class Graph {
 
   /** A name not yet used in this graph or its enclosing graphs, derived from `base`. */
   uniqueName(base: string): string {
-    if (!this.lookup(base)) return base;
+    // A name must also be free in nested graphs, or it would shadow (or be shadowed by) theirs.
+    const nested = [...this.subgraphs()];
+    const taken = (n: string) => this.lookup(n) !== undefined || nested.some((g) => g.values.has(n));
+    if (!taken(base)) return base;
     for (let i = 1; ; i++) {
       const candidate = `${base}_${i}`;
-      if (!this.lookup(candidate)) return candidate;
+      if (!taken(candidate)) return candidate;
     }
   }
 
@@ -292,12 +295,15 @@ export class Graph {
     if (forgotten.size) this.valueInfos = this.valueInfos.filter((v) => !forgotten.has(v));
   }
 
-  /** Points every use of `from` (node inputs anywhere, graph outputs of its graph) at `to`. */
+  /** Points every use of `from` (node inputs anywhere, graph outputs that name it) at `to`. */
   replaceAllUses(from: Value, to: Value): void {
     if (from === to) return;
     for (const use of [...from.uses]) use.node.setInput(use.index, to);
-    const outs = from.graph.outputs;
-    for (let i = 0; i < outs.length; i++) if (outs[i] === from) outs[i] = to;
+    // Graph outputs: the value's own graph, and nested graphs that output an outer value directly.
+    for (const g of [from.graph, ...from.graph.subgraphs()]) {
+      const outs = g.outputs;
+      for (let i = 0; i < outs.length; i++) if (outs[i] === from) outs[i] = to;
+    }
   }
 
   /** Removes a value that nothing refers to any more (no producer, no uses, no role in the graph). */
