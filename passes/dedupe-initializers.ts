@@ -25,6 +25,9 @@ function dedupe(g: Graph, stats: { removed: number; bytesSaved: number }): void 
   for (const v of g.initializers) {
     if (v.isGraphInput || v.isGraphOutput) continue;
     const t = v.initializer!;
+    // Deferred tensors (e.g. merged LoRA weights) are fresh results; hashing would compute them
+    // an extra time for a match that does not happen in practice.
+    if (t.source.kind === 'deferred') continue;
     const k = `${t.dtype}|${t.dims.join(',')}`;
     const list = groups.get(k);
     if (list) list.push(v);

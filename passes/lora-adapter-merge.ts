@@ -16,6 +16,7 @@
 import { PeftcError } from '../src/errors.js';
 import type { Graph, Node, Value } from '../src/ir/graph.js';
 import type { Model } from '../src/ir/model.js';
+import { Tensor } from '../src/ir/tensor.js';
 import type { Adapter, LoraModule } from '../src/peft/adapter.js';
 import { addDeltas, applyDoraMagnitude, fromFloat32, toFloat32, type Delta, type WeightLayout } from '../src/peft/merge-math.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
@@ -140,21 +141,32 @@ export function mergeAdapters(adapters: readonly Adapter[]): Pass {
             `module '${path}': adapter A[${m0.a.dims.join(',')}]·B[${m0.b.dims.join(',')}] needs a ${target.layout === 'out_in' ? '[out, in]' : '[in, out]'} weight of [${want.join(', ')}], but ${target.how} is [${w0.dims.join(', ')}]`,
           );
         }
-        const deltas: Delta[] = entries.map(({ adapter, module }) => {
+        for (const { adapter, module } of entries) {
           if (module.a.dims[1] !== inF || module.b.dims[0] !== outF) {
             throw new PeftcError(`module '${path}': adapters ${entries[0]!.adapter.dir} and ${adapter.dir} disagree on its shape`);
           }
-          return { a: toFloat32(module.a), b: toFloat32(module.b), rank: module.rank, factor: adapter.weight * module.scale };
-        });
-        const w = toFloat32(w0);
-        addDeltas(w, target.layout, inF, outF, deltas);
-        const withDora = entries.filter((e) => e.module.magnitude);
-        if (withDora.length) {
-          if (entries.length > 1) throw new PeftcError(`module '${path}': combining a DoRA adapter with other adapters is not defined; merge DoRA adapters alone`);
-          applyDoraMagnitude(w, target.layout, inF, outF, toFloat32(withDora[0]!.module.magnitude!));
-          dora++;
         }
-        const tensor = fromFloat32(w0.name, w0.dtype, w0.dims, w);
+        const withDora = entries.filter((e) => e.module.magnitude);
+        if (withDora.length && entries.length > 1) {
+          throw new PeftcError(`module '${path}': combining a DoRA adapter with other adapters is not defined; merge DoRA adapters alone`);
+        }
+        // The merged weight is computed when it is written (or read by a later pass), one tensor at
+        // a time, so merging every layer of a large model never holds all merged weights at once.
+        const layout = target.layout;
+        const compute = (): Uint8Array => {
+          const deltas: Delta[] = entries.map(({ adapter, module }) => ({
+            a: toFloat32(module.a),
+            b: toFloat32(module.b),
+            rank: module.rank,
+            factor: adapter.weight * module.scale,
+          }));
+          const w = toFloat32(w0);
+          addDeltas(w, layout, inF, outF, deltas);
+          if (withDora.length) applyDoraMagnitude(w, layout, inF, outF, toFloat32(withDora[0]!.module.magnitude!));
+          return fromFloat32(w0.name, w0.dtype, w0.dims, w).bytes();
+        };
+        if (withDora.length) dora++;
+        const tensor = Tensor.deferred(w0.name, w0.dtype, w0.dims, compute, w0.prefersExternal);
         const sharedOutside = target.nodes.length > 0 && target.value.uses.some((u) => !target.nodes.includes(u.node));
         if (sharedOutside) {
           const copy = g.addInitializer(tensor, g.uniqueName(`${target.value.name}.merged`));

@@ -28,7 +28,13 @@ export interface ExternalRef {
 export type TensorSource =
   | { readonly kind: 'bytes'; readonly bytes: Uint8Array }
   | { readonly kind: 'external'; readonly ref: ExternalRef }
-  | { readonly kind: 'strings'; readonly strings: readonly Uint8Array[] };
+  | { readonly kind: 'strings'; readonly strings: readonly Uint8Array[] }
+  /**
+   * Data a pass computes only when it is read (e.g. a merged LoRA weight), so writing a model
+   * holds one such tensor at a time instead of all of them. `compute` runs on every read; the
+   * result is not kept. `external` says the data should go to external data, like its source.
+   */
+  | { readonly kind: 'deferred'; readonly compute: () => Uint8Array; readonly external: boolean };
 
 /** Chunk size for streaming external data (copying to an output, hashing). */
 export const STREAM_CHUNK_BYTES = 16 << 20;
@@ -65,6 +71,15 @@ export class Tensor {
     return this.source.kind === 'external';
   }
 
+  /** Whether a writer should keep this tensor in external data (it is, or derives from, external data). */
+  get prefersExternal(): boolean {
+    return this.source.kind === 'external' || (this.source.kind === 'deferred' && this.source.external);
+  }
+
+  static deferred(name: string, dtype: DataType, dims: readonly number[], compute: () => Uint8Array, external = false): Tensor {
+    return new Tensor(name, dtype, dims, { kind: 'deferred', compute, external });
+  }
+
   /** Bytes the data occupies in raw_data form (0 for strings). */
   get byteLength(): number {
     return this.dtype === DataType.STRING ? 0 : byteSize(this.dtype, this.elementCount);
@@ -78,6 +93,13 @@ export class Tensor {
     const s = this.source;
     if (s.kind === 'bytes') return s.bytes;
     if (s.kind === 'strings') throw new PeftcError(`tensor '${this.name}': a string tensor has no raw bytes`);
+    if (s.kind === 'deferred') {
+      const out = s.compute();
+      if (out.byteLength !== this.byteLength) {
+        throw new PeftcError(`tensor '${this.name}': computed ${out.byteLength} bytes, ${dtypeName(this.dtype)}[${this.dims.join(',')}] needs ${this.byteLength}`);
+      }
+      return out;
+    }
     const length = this.checkedExternalLength();
     const out = Buffer.allocUnsafe(length);
     readRange(s.ref.path, s.ref.offset, out, `tensor '${this.name}'`);

@@ -61,7 +61,7 @@ export function planEncoding(model: Model, options: EncodeOptions = {}): EncodeP
   const policy = options.externalData ?? 'auto';
   const threshold = options.threshold ?? 1024;
   const goesOut = (t: Tensor, everyLarge: boolean): boolean =>
-    t.dtype !== DataType.STRING && ((everyLarge && t.byteLength >= threshold) || (policy === 'auto' && t.isExternal));
+    t.dtype !== DataType.STRING && ((everyLarge && t.byteLength >= threshold) || (policy === 'auto' && t.prefersExternal));
 
   let plan = buildPlan(model, options, (t) => policy !== 'none' && goesOut(t, policy === 'all'));
   if (plan.modelBytes > PROTOBUF_LIMIT && policy === 'auto') {
