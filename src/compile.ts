@@ -30,6 +30,8 @@ export interface CompileOptions {
   /** Run the IR invariant checker after every pass. */
   check?: boolean;
   foldMaxBytes?: number;
+  /** Leave unmerged LoRA branches in the graph (default: merge them). */
+  keepLora?: boolean;
   /** PEFT adapter folders to merge, each with the weight of its delta. */
   lora?: Array<{ dir: string; weight: number }>;
   externalData?: ExternalPolicy;
@@ -73,7 +75,7 @@ export function compileModel(input: string, options: CompileOptions): CompileRes
   const merge = adapters.length
     ? runPipeline(model, [mergeAdapters(adapters)], { check: options.check, log: options.log, onReport: options.onReport })
     : [];
-  const cleanup = runPipeline(model, cleanupPipeline({ fold: { maxBytes: options.foldMaxBytes } }), {
+  const cleanup = runPipeline(model, cleanupPipeline({ fold: { maxBytes: options.foldMaxBytes }, mergeLora: !options.keepLora }), {
     fixpoint: true,
     check: options.check,
     log: options.log,

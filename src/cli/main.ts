@@ -66,6 +66,7 @@ async function main(): Promise<void> {
           .option('quant', { choices: QUANT_MODES, default: 'none' as const, describe: 'quantization mode' })
           .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'output .onnx file, or a folder' })
           .option('lora', { type: 'string', array: true, describe: 'PEFT adapter folder to merge, optionally with a weight: DIR[:WEIGHT] (repeatable)' })
+          .option('keep-lora', { type: 'boolean', default: false, describe: 'leave unmerged LoRA branches in the graph instead of folding them into the base weights' })
           .option('report', { type: 'string', describe: 'write the compile report (JSON) to this file' })
           .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON on stdout instead of text' })
           .option('check', { type: 'boolean', default: false, describe: 'run the IR invariant checker after every pass' })
@@ -83,6 +84,7 @@ async function main(): Promise<void> {
           foldMaxBytes: args['fold-size-limit'],
           externalData: args['external-data'],
           lora: (args.lora ?? []).map(parseLoraArg),
+          keepLora: args['keep-lora'],
           log,
           onReport: args.json ? undefined : (r) => log(formatPassLine(r)),
         });
