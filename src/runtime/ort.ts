@@ -73,7 +73,7 @@ export class OrtSession {
       intraOpNumThreads: options.intraOpThreads ?? 1,
       interOpNumThreads: 1,
       graphOptimizationLevel: options.graphOptimization ?? 'all',
-      logSeverityLevel: 3,
+      logSeverityLevel: 4, // failures arrive as exceptions; keep onnxruntime's own log quiet
     };
     let cleanup = () => {};
     try {

@@ -1,0 +1,74 @@
+/**
+ * ONNX's own conformance data (Debian's libonnx-testdata): test cases with model.onnx and
+ * test_data_set_N/{input,output}_K.pb. Missing data is an error with the install command, never a
+ * silent skip. PEFTC_ONNX_TESTDATA overrides the location.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { PeftcError } from '../errors.js';
+import type { Model } from '../ir/model.js';
+import type { Tensor } from '../ir/tensor.js';
+import { decodeTensor } from '../onnx/decode.js';
+
+export const SUITES = ['node', 'pytorch-converted', 'pytorch-operator', 'simple', 'real'] as const;
+export type Suite = (typeof SUITES)[number];
+
+export function testdataRoot(): string {
+  const root = process.env.PEFTC_ONNX_TESTDATA ?? '/usr/share/libonnx-testdata/data';
+  if (!existsSync(join(root, 'node'))) {
+    throw new PeftcError(
+      `ONNX conformance data not found at ${root}: install it with \`sudo apt-get install -y libonnx-testdata\` (or set PEFTC_ONNX_TESTDATA)`,
+    );
+  }
+  return root;
+}
+
+export interface TestCase {
+  suite: Suite;
+  name: string;
+  dir: string;
+  /** model.onnx, or undefined when the case ships only a download stub (real/ in Debian). */
+  model: string | undefined;
+  dataSets: string[];
+}
+
+export function listCases(suite: Suite): TestCase[] {
+  const dir = join(testdataRoot(), suite);
+  if (!existsSync(dir)) throw new PeftcError(`ONNX conformance suite '${suite}' is missing under ${testdataRoot()}`);
+  return readdirSync(dir)
+    .filter((n) => statSync(join(dir, n)).isDirectory())
+    .sort()
+    .map((name) => {
+      const d = join(dir, name);
+      const model = existsSync(join(d, 'model.onnx')) ? join(d, 'model.onnx') : undefined;
+      const dataSets = readdirSync(d)
+        .filter((n) => n.startsWith('test_data_set_'))
+        .sort()
+        .map((n) => join(d, n));
+      return { suite, name, dir: d, model, dataSets };
+    });
+}
+
+/** Reads input_K.pb / output_K.pb of a data set, named after the graph's inputs/outputs. */
+export function readDataSet(dataSet: string, model: Model): { inputs: Record<string, Tensor>; outputs: Record<string, Tensor> } {
+  const realInputs = model.graph.inputs.filter((v) => !v.initializer);
+  const read = (prefix: 'input' | 'output', names: string[]) => {
+    const out: Record<string, Tensor> = {};
+    const files = readdirSync(dataSet).filter((f) => f.startsWith(`${prefix}_`) && f.endsWith('.pb'));
+    for (const f of files) {
+      const k = Number(f.slice(prefix.length + 1, -3));
+      const t = decodeTensor(readFileSync(join(dataSet, f)), { source: join(dataSet, f) });
+      out[names[k] ?? (t.name || `${prefix}_${k}`)] = t;
+    }
+    return out;
+  };
+  return { inputs: read('input', realInputs.map((v) => v.name)), outputs: read('output', model.graph.outputs.map((v) => v.name)) };
+}
+
+/** Why the case's inputs cannot be fed as plain tensors (sequence/optional/map inputs), or undefined. */
+export function nonTensorIo(model: Model): string | undefined {
+  for (const v of [...model.graph.inputs.filter((i) => !i.initializer), ...model.graph.outputs]) {
+    if (v.type && v.type.kind !== 'tensor') return `'${v.name}' is a ${v.type.kind}, not a tensor`;
+  }
+  return undefined;
+}
