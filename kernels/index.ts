@@ -1,2 +1,3 @@
 /** Importing this module registers every reference kernel. */
 export * from './registry.js';
+import './elementwise.js';

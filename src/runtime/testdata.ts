@@ -7,7 +7,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { PeftcError } from '../errors.js';
 import type { Model } from '../ir/model.js';
-import type { Tensor } from '../ir/tensor.js';
+import { Tensor } from '../ir/tensor.js';
+import { DataType } from '../ir/dtype.js';
 import { decodeTensor } from '../onnx/decode.js';
 
 export const SUITES = ['node', 'pytorch-converted', 'pytorch-operator', 'simple', 'real'] as const;
@@ -52,13 +53,19 @@ export function listCases(suite: Suite): TestCase[] {
 /** Reads input_K.pb / output_K.pb of a data set, named after the graph's inputs/outputs. */
 export function readDataSet(dataSet: string, model: Model): { inputs: Record<string, Tensor>; outputs: Record<string, Tensor> } {
   const realInputs = model.graph.inputs.filter((v) => !v.initializer);
+  const declared = new Map<string, number>();
+  for (const v of [...realInputs, ...model.graph.outputs]) if (v.type?.kind === 'tensor') declared.set(v.name, v.type.elemType);
   const read = (prefix: 'input' | 'output', names: string[]) => {
     const out: Record<string, Tensor> = {};
     const files = readdirSync(dataSet).filter((f) => f.startsWith(`${prefix}_`) && f.endsWith('.pb'));
     for (const f of files) {
       const k = Number(f.slice(prefix.length + 1, -3));
-      const t = decodeTensor(readFileSync(join(dataSet, f)), { source: join(dataSet, f) });
-      out[names[k] ?? (t.name || `${prefix}_${k}`)] = t;
+      let t = decodeTensor(readFileSync(join(dataSet, f)), { source: join(dataSet, f) });
+      const name = names[k] ?? (t.name || `${prefix}_${k}`);
+      // ONNX 1.12's test data stores bfloat16 tensors as uint16 bit patterns (numpy has no
+      // bfloat16); give them the type the model declares.
+      if (t.dtype === DataType.UINT16 && declared.get(name) === DataType.BFLOAT16) t = Tensor.fromBytes(t.name, DataType.BFLOAT16, t.dims, t.bytes());
+      out[name] = t;
     }
     return out;
   };
