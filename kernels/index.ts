@@ -1,3 +1,4 @@
 /** Importing this module registers every reference kernel. */
 export * from './registry.js';
 import './elementwise.js';
+import './shape-ops.js';
