@@ -104,6 +104,13 @@ export class OrtSession {
   }
 
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    // onnxruntime-node 1.30 aborts the whole process when it converts an int4/uint4 output to
+    // JavaScript; refuse before running instead.
+    for (const m of this.session.outputMetadata) {
+      if (m.isTensor && (m.type === 'int4' || m.type === 'uint4')) {
+        throw new PeftcError(`${this.label}: output '${m.name}' is ${m.type}, which onnxruntime-node cannot return (cast it to int8/uint8 in the model)`);
+      }
+    }
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrtTensor(v);
     let results: ort.InferenceSession.ReturnType;
