@@ -21,7 +21,7 @@ function tensorKey(t: Tensor): string {
   const h = createHash('sha1');
   h.update(`${t.dtype}|${t.dims.join(',')}|`);
   if (t.source.kind === 'strings') for (const s of t.strings()) h.update(`${s.byteLength}:`).update(s);
-  else for (const c of t.chunks()) h.update(c);
+  else for (const c of t.chunks(undefined, true)) h.update(c);
   return h.digest('hex');
 }
 

@@ -15,7 +15,7 @@ import type { Pass, PassResult } from './pass.js';
 function digest(t: Tensor): string {
   const h = createHash('sha1');
   if (t.source.kind === 'strings') for (const s of t.strings()) h.update(`${s.byteLength}:`).update(s);
-  else for (const c of t.chunks()) h.update(c);
+  else for (const c of t.chunks(undefined, true)) h.update(c);
   return h.digest('hex');
 }
 

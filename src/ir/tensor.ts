@@ -117,9 +117,12 @@ export class Tensor {
   /**
    * Yields the raw bytes in chunks of at most `chunkBytes` without holding the whole tensor,
    * for streaming to an output. In-memory data yields subarray views; external data a fresh
-   * buffer per chunk, so a caller may keep chunks (`[...t.chunks()]` is the data).
+   * buffer per chunk, so a caller may keep chunks (`[...t.chunks()]` is the data) — unless
+   * `reuse` is set: then one buffer is refilled for every chunk, which streaming consumers that
+   * finish with a chunk before asking for the next (writers, hashers) should use; it avoids
+   * faulting in fresh memory for every chunk.
    */
-  *chunks(chunkBytes = STREAM_CHUNK_BYTES): Generator<Uint8Array> {
+  *chunks(chunkBytes = STREAM_CHUNK_BYTES, reuse = false): Generator<Uint8Array> {
     if (!(chunkBytes >= 1)) throw new RangeError(`chunk size must be at least 1 byte (got ${chunkBytes})`);
     const s = this.source;
     if (s.kind !== 'external') {
@@ -132,9 +135,10 @@ export class Tensor {
     const fd = openExternal(s.ref.path, what);
     try {
       const hash = s.ref.checksum !== undefined ? createHash('sha1') : null;
+      const shared = reuse ? Buffer.allocUnsafe(Math.min(chunkBytes, Math.max(length, 1))) : null;
       for (let done = 0; done < length; ) {
         const want = Math.min(chunkBytes, length - done);
-        const chunk = Buffer.allocUnsafe(want);
+        const chunk = shared ? shared.subarray(0, want) : Buffer.allocUnsafe(want);
         const got = readFully(fd, chunk, want, s.ref.offset + done, s.ref.path, what);
         if (got < want) throw new PeftcError(`${what}: external data file ${s.ref.path} ends early (wanted ${length} bytes at offset ${s.ref.offset})`);
         hash?.update(chunk);

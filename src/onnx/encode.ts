@@ -132,7 +132,7 @@ export function encodeModel(model: Model): Uint8Array {
       out.set(p, at);
       at += p.byteLength;
     } else {
-      for (const c of p.tensor.chunks()) {
+      for (const c of p.tensor.chunks(undefined, true)) {
         out.set(c, at);
         at += c.byteLength;
       }

@@ -41,7 +41,12 @@ export interface SaveResult {
  * Writes `model` to `path`. External data (when the policy puts any tensor there) goes to
  * `options.location` in the same folder, default `<file name>.data`.
  */
-export function saveModel(model: Model, path: string, options: EncodeOptions = {}): SaveResult {
+export interface SaveOptions extends EncodeOptions {
+  /** fsync the files before renaming them into place (default true): the model survives a crash. */
+  durable?: boolean;
+}
+
+export function saveModel(model: Model, path: string, options: SaveOptions = {}): SaveResult {
   const target = resolve(path);
   const dir = dirname(target);
   const location = options.location ?? `${basename(target)}.data`;
@@ -75,8 +80,8 @@ export function saveModel(model: Model, path: string, options: EncodeOptions = {
   let dataBackup: string | undefined;
   let dataPlaced = false;
   try {
-    if (tmpData) writeExternal(plan, tmpData);
-    writeParts(plan, tmpModel);
+    if (tmpData) writeExternal(plan, tmpData, options.durable ?? true);
+    writeParts(plan, tmpModel, options.durable ?? true);
     if (tmpData) {
       if (existsSync(dataPath)) renameSync(dataPath, (dataBackup = tempName(dataPath)));
       renameSync(tmpData, dataPath);
@@ -118,35 +123,35 @@ function writeAll(fd: number, chunk: Uint8Array, position: number): void {
   while (done < chunk.byteLength) done += writeSync(fd, chunk, done, chunk.byteLength - done, position + done);
 }
 
-function writeParts(plan: EncodePlan, file: string): void {
+function writeParts(plan: EncodePlan, file: string, durable: boolean): void {
   const fd = openSync(file, 'wx');
   try {
     let at = 0;
     for (const part of plan.parts) {
-      const chunks = part instanceof Uint8Array ? [part] : part.tensor.chunks();
+      const chunks = part instanceof Uint8Array ? [part] : part.tensor.chunks(undefined, true);
       for (const c of chunks) {
         writeAll(fd, c, at);
         at += c.byteLength;
       }
     }
     if (at !== plan.modelBytes) throw new Error(`internal: wrote ${at} bytes, planned ${plan.modelBytes}`);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
 }
 
-function writeExternal(plan: EncodePlan, file: string): void {
+function writeExternal(plan: EncodePlan, file: string, durable: boolean): void {
   const fd = openSync(file, 'wx');
   try {
     for (const { tensor, offset } of plan.external) {
       let at = offset;
-      for (const c of tensor.chunks()) {
+      for (const c of tensor.chunks(undefined, true)) {
         writeAll(fd, c, at);
         at += c.byteLength;
       }
     }
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }

@@ -1,0 +1,30 @@
+/**
+ * `npm run bench`: runs the benchmark suites, prints tables, writes bench/results/<suite>.json.
+ *   npm run bench                      all suites
+ *   npm run bench -- --only codec      one suite
+ *   npm run bench -- --keep            keep generated models (under .bench/)
+ * Figures are ratios against baselines measured in the same run; absolute numbers depend on the
+ * machine (say which when you quote them).
+ */
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { benchCodec } from './codec.js';
+import { writeResults } from './util.js';
+
+const args = process.argv.slice(2);
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+const keep = args.includes('--keep');
+const repeat = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : 3;
+const dir = join(process.cwd(), '.bench');
+
+const SUITES: Record<string, () => unknown> = {
+  codec: () => benchCodec({ dir, keep, repeat }),
+};
+
+console.log(`peftc bench on ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}`);
+for (const [name, run] of Object.entries(SUITES)) {
+  if (only && only !== name) continue;
+  const result = run();
+  const file = writeResults(name, { suite: name, date: new Date().toISOString(), machine: { cpus: cpus().length, cpu: cpus()[0]?.model, ramGiB: totalmem() / 2 ** 30, node: process.version }, result });
+  console.log(`(${name}: results in ${file})`);
+}
