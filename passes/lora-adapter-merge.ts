@@ -6,9 +6,11 @@
  * layout the graph stores W in (DoRA then rescales each output feature to its magnitude):
  *  1. an initializer named `<module>.weight` is the torch parameter itself: [out, in] for Linear,
  *     [in, out] with fan_in_fan_out (GPT-2 Conv1D), [num_embeddings, dim] for Embedding;
- *  2. otherwise the MatMul/Gemm (Gather for embeddings) that the exporter named after the module
- *     scope (/model/layers.0/self_attn/q_proj/MatMul) and its constant weight input, whose layout
- *     follows from the op: MatMul's right operand is [in, out], Gemm's by transB.
+ *  2. otherwise the MatMul/Gemm (Gather for embeddings) that the exporter attributed to the module
+ *     (TorchScript: node name /model/layers.0/self_attn/q_proj/MatMul; dynamo: the node's
+ *     pkg.torch.onnx.name_scopes metadata) and its constant weight input, whose layout follows
+ *     from the op: MatMul's right operand is [in, out], Gemm's by transB.
+ * Module paths match as dotted suffixes, so wrapper modules around the exported model are fine.
  * A weight shared with nodes outside the module (for case 2) is copied for the module's nodes so
  * the others keep the original. Modules that match nothing are reported with the nearest names
  * the graph has, and nothing is written.
@@ -29,30 +31,39 @@ interface Target {
   how: string;
 }
 
-/** model.layers.0.self_attn.q_proj -> /model/layers.0/self_attn/q_proj (torch's scope names). */
-export function moduleScope(path: string): string {
-  const out: string[] = [];
-  for (const seg of path.split('.')) {
-    if (/^\d+$/.test(seg) && out.length) out[out.length - 1] += `.${seg}`;
-    else out.push(seg);
-  }
-  return `/${out.join('/')}`;
-}
-
 function constantInit(v: Value | null | undefined): Value | undefined {
   return v && v.initializer && !v.isGraphInput ? v : undefined;
 }
 
-function locate(g: Graph, m: LoraModule, fanInFanOut: boolean): Target | undefined {
-  const named = constantInit(g.localValue(`${m.path}.weight`));
-  if (named) {
-    const layout: WeightLayout = m.kind === 'embedding' || fanInFanOut ? 'in_out' : 'out_in';
-    return { value: named, layout, nodes: [], how: `initializer '${named.name}'` };
+/**
+ * The module path a node belongs to, as the exporter recorded it: the dynamo exporter's
+ * `pkg.torch.onnx.name_scopes` metadata (last module scope), or the TorchScript exporter's
+ * node name (/model/layers.0/self_attn/q_proj/MatMul -> model.layers.0.self_attn.q_proj).
+ */
+export function nodeModulePath(node: Node): string | undefined {
+  const scopes = node.metadataProps.find(([k]) => k === 'pkg.torch.onnx.name_scopes')?.[1];
+  if (scopes) {
+    const list = [...scopes.matchAll(/'([^']*)'/g)].map((m) => m[1]!);
+    if (list.length >= 2) return list[list.length - 2];
   }
-  const scope = moduleScope(m.path);
+  if (node.name.startsWith('/')) return node.name.slice(1, node.name.lastIndexOf('/')).replaceAll('/', '.');
+  return undefined;
+}
+
+/** `candidate` names module `path`, possibly under wrapper prefixes (model.model.layers.0... for model.layers.0...). */
+const sameModule = (candidate: string | undefined, path: string) => candidate !== undefined && (candidate === path || candidate.endsWith(`.${path}`));
+
+export function locate(g: Graph, m: LoraModule, fanInFanOut: boolean): Target | undefined {
+  // 1. The torch parameter itself, by name.
+  const named = g.initializers.filter((v) => !v.isGraphInput && sameModule(v.name.endsWith('.weight') ? v.name.slice(0, -'.weight'.length) : undefined, m.path));
+  if (named.length === 1) {
+    const layout: WeightLayout = m.kind === 'embedding' || fanInFanOut ? 'in_out' : 'out_in';
+    return { value: named[0]!, layout, nodes: [], how: `initializer '${named[0]!.name}'` };
+  }
+  // 2. The op the exporter attributed to the module, and its constant weight input.
   const hits: Array<{ node: Node; value: Value; layout: WeightLayout }> = [];
   for (const node of g.nodes) {
-    if (!node.name.startsWith(`${scope}/`) || node.name.slice(scope.length + 1).includes('/')) continue;
+    if (!sameModule(nodeModulePath(node), m.path)) continue;
     if (m.kind === 'embedding') {
       const w = node.opType === 'Gather' ? constantInit(node.inputs[0]) : undefined;
       if (w) hits.push({ node, value: w, layout: 'in_out' });
@@ -67,7 +78,7 @@ function locate(g: Graph, m: LoraModule, fanInFanOut: boolean): Target | undefin
   if (hits.length === 0) return undefined;
   const first = hits[0]!;
   if (hits.some((h) => h.value !== first.value || h.layout !== first.layout)) {
-    throw new PeftcError(`module '${m.path}' matches several different weights under ${scope}/: ${hits.map((h) => `${h.node.name} (${h.value.name})`).join(', ')}`);
+    throw new PeftcError(`module '${m.path}' matches several different weights: ${hits.map((h) => `${h.node.name} (${h.value.name})`).join(', ')}`);
   }
   return { value: first.value, layout: first.layout, nodes: hits.map((h) => h.node), how: `${hits.map((h) => h.node.name).join(', ')} weight '${first.value.name}'` };
 }
@@ -90,8 +101,9 @@ function nearest(g: Graph, path: string): string[] {
   const candidates = new Set<string>();
   for (const v of g.initializers) if (v.name.endsWith('.weight')) candidates.add(v.name.slice(0, -'.weight'.length));
   for (const n of g.nodes) {
-    if (!['MatMul', 'Gemm', 'Gather'].includes(n.opType) || !n.name.startsWith('/')) continue;
-    candidates.add(n.name.slice(1, n.name.lastIndexOf('/')).replaceAll('/', '.'));
+    if (!['MatMul', 'Gemm', 'Gather'].includes(n.opType)) continue;
+    const p = nodeModulePath(n);
+    if (p) candidates.add(p);
   }
   return [...candidates]
     .map((c) => [c, editDistance(c, path)] as const)

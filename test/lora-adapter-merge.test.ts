@@ -7,7 +7,7 @@ import { DataType, float16BitsToFloat32, float32ToFloat16Bits } from '../src/ir/
 import { loadAdapter, matchPattern, parseLoraArg } from '../src/peft/adapter.js';
 import { readSafetensors } from '../src/peft/safetensors.js';
 import { ModelBuilder } from '../models/builder.js';
-import { mergeAdapters, moduleScope } from '../passes/lora-adapter-merge.js';
+import { mergeAdapters, nodeModulePath } from '../passes/lora-adapter-merge.js';
 import { runPipeline } from '../passes/pass.js';
 import { randomFloats } from './arbitrary-graph.js';
 import { f32, writeSafetensors } from './helpers-safetensors.js';
@@ -157,7 +157,13 @@ describe('adapter folders', () => {
   it('parses --lora DIR[:WEIGHT], module scopes and PEFT patterns', () => {
     expect(parseLoraArg('a/b:0.7')).toEqual({ dir: 'a/b', weight: 0.7 });
     expect(parseLoraArg('adapters/x')).toEqual({ dir: 'adapters/x', weight: 1 });
-    expect(moduleScope('model.layers.10.self_attn.q_proj')).toBe('/model/layers.10/self_attn/q_proj');
+    const b = new ModelBuilder();
+    const x = b.input('x', DataType.FLOAT, [1]);
+    const ts = b.graph.addNode('Relu', [x], ['y1'], { name: '/model/layers.10/self_attn/q_proj/MatMul' });
+    const dyn = b.graph.addNode('Relu', [x], ['y2'], { name: 'node_linear_3' });
+    dyn.metadataProps = [['pkg.torch.onnx.name_scopes', "['', 'model', 'model.model.layers.0.mlp.up_proj', 'linear_3']"]];
+    expect(nodeModulePath(ts)).toBe('model.layers.10.self_attn.q_proj');
+    expect(nodeModulePath(dyn)).toBe('model.model.layers.0.mlp.up_proj');
     expect(matchPattern({ q_proj: 16 }, 'model.layers.0.self_attn.q_proj')).toBe(16);
     expect(matchPattern({ 'layers.0.self_attn.q_proj': 4 }, 'model.layers.0.self_attn.q_proj')).toBe(4);
     expect(matchPattern({ proj: 16 }, 'model.layers.0.self_attn.q_proj')).toBeUndefined();
