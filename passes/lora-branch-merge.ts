@@ -10,7 +10,7 @@
  *
  * with At [in, r] and Bt [r, out] (the exporter stores A and B transposed for MatMul), folds
  * W' = W + s * At·Bt in W's own layout (MatMul: [in, out]; Gemm: by transB), and points y's users
- * at the base output. The branch nodes become dead and dead-code elimination removes them.
+ * at the base output; the Add and the branch nodes are removed.
  * A weight shared with other nodes is copied first. Matching is structural, so it does not depend
  * on the exporter's node names (TorchScript's /.../lora_A/default/MatMul or dynamo's).
  */
@@ -166,8 +166,12 @@ function mergeGraph(g: Graph, ctx: PassContext): number {
         add.opType = 'Identity';
         add.attributes = [];
         add.setInput(0, baseOut);
+        g.removeNodes(branch.nodes);
       } else {
         g.replaceAllUses(y, baseOut);
+        // Remove the Add and the branch now: a dead branch left for dead-code elimination would be
+        // matched (and merged) again by the next round of a fixpoint pipeline.
+        g.removeNodes([add, ...branch.nodes]);
       }
       merged++;
       ctx.log(`lora-branch-merge: '${base.weight.name}' += ${scale} * (${branch.at.name} · ${branch.bt.name}) (rank ${r})`);
