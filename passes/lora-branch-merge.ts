@@ -5,6 +5,7 @@
  *
  *     y = Add(base, branch)            (either operand order)
  *     base   = MatMul(x, W) | Add(MatMul(x, W), bias) | Gemm(x, W[, bias])      W constant
+ *              (optionally inside the Reshapes exporters put around a 2-D Gemm)
  *     branch = Mul(MatMul(MatMul(x', At), Bt), s) | Mul(s, ...) | MatMul(MatMul(x', At), Bt)
  *     x'     = x | Identity(x) | Dropout(x) (inference)                         At, Bt, s constant
  *
@@ -20,7 +21,7 @@ import type { Graph, Node, Value } from '../src/ir/graph.js';
 import type { Model } from '../src/ir/model.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { addDeltas, fromFloat32, toFloat32, type WeightLayout } from '../src/peft/merge-math.js';
-import { constantTensor } from './constants.js';
+import { constantInts, constantTensor } from './constants.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
 
 const isDefault = (n: Node) => n.domain === '' || n.domain === 'ai.onnx';
@@ -52,31 +53,57 @@ interface Base {
   x: Value;
   weight: Value;
   layout: WeightLayout;
-  /** Nodes that read the weight as this layer's weight. */
+  /** The node that reads the weight as this layer's weight. */
   node: Node;
 }
 
-function matchBase(v: Value): Base | undefined {
-  let mm = producer(v, 'MatMul');
-  if (!mm) {
-    const add = producer(v, 'Add');
-    if (add) {
-      for (const [p, q] of [[0, 1], [1, 0]] as const) {
-        const cand = producer(add.inputs[p], 'MatMul');
-        if (cand && constInit(add.inputs[q])) mm = cand;
+const onlyUse = (v: Value | null | undefined, node: Node) => !!v && v.uses.length === 1 && v.uses[0]!.node === node && !v.isGraphOutput;
+const lastDim = (v: Value | null | undefined) => constantInts(v)?.at(-1);
+
+/**
+ * The base layer: MatMul(x, W) or Gemm(x, W[, bias]), optionally + bias (any value), optionally
+ * wrapped in the Reshapes exporters put around a 2-D Gemm (flatten leading dims, then restore them;
+ * both keep the feature dim last, so the product is unchanged). Every intermediate value must
+ * feed only the next step, since merging changes what the base computes for every reader.
+ */
+function matchBase(v: Value, consumer: Node): Base | undefined {
+  let out = v;
+  let reader = consumer;
+  const outer = producer(out, 'Reshape');
+  if (outer && onlyUse(out, reader)) {
+    reader = outer;
+    out = outer.inputs[0]!;
+  }
+  const add = producer(out, 'Add');
+  if (add && onlyUse(out, reader)) {
+    for (const [p, q] of [[0, 1], [1, 0]] as const) {
+      const cand = producer(add.inputs[p], 'MatMul') ?? producer(add.inputs[p], 'Gemm');
+      if (cand && add.inputs[q] !== add.inputs[p]) {
+        reader = add;
+        out = add.inputs[p]!;
+        break;
       }
     }
   }
-  if (mm) {
-    const w = constInit(mm.inputs[1]);
-    return w && w.initializer!.dims.length === 2 ? { x: mm.inputs[0]!, weight: w, layout: 'in_out', node: mm } : undefined;
+  if (!onlyUse(out, reader)) return undefined;
+  const mm = producer(out, 'MatMul');
+  const gemm = mm ? undefined : producer(out, 'Gemm');
+  const node = mm ?? gemm;
+  if (!node) return undefined;
+  if (gemm && (gemm.attrInt('transA', 0) !== 0 || gemm.attrFloat('alpha', 1) !== 1)) return undefined;
+  const w = constInit(node.inputs[1]);
+  if (!w || w.initializer!.dims.length !== 2) return undefined;
+  const layout: WeightLayout = gemm && gemm.attrInt('transB', 0) ? 'out_in' : 'in_out';
+  const [d0, d1] = w.initializer!.dims as [number, number];
+  const [inF, outF] = layout === 'in_out' ? [d0, d1] : [d1, d0];
+  let x = node.inputs[0]!;
+  const inner = producer(x, 'Reshape');
+  if (outer) {
+    // The reshapes must only regroup leading dims around the [*, in] x [in, out] product.
+    if (!inner || !onlyUse(x, node) || lastDim(inner.inputs[1]) !== inF || lastDim(outer.inputs[1]) !== outF) return undefined;
+    x = inner.inputs[0]!;
   }
-  const gemm = producer(v, 'Gemm');
-  if (gemm && gemm.attrInt('transA', 0) === 0 && gemm.attrFloat('alpha', 1) === 1) {
-    const w = constInit(gemm.inputs[1]);
-    if (w && w.initializer!.dims.length === 2) return { x: gemm.inputs[0]!, weight: w, layout: gemm.attrInt('transB', 0) ? 'out_in' : 'in_out', node: gemm };
-  }
-  return undefined;
+  return { x, weight: w, layout, node };
 }
 
 interface Branch {
@@ -127,7 +154,7 @@ function mergeGraph(g: Graph, ctx: PassContext): number {
     for (const [p, q] of [[0, 1], [1, 0]] as const) {
       const baseOut = add.inputs[p]!;
       const branchOut = add.inputs[q]!;
-      const base = baseOut && matchBase(baseOut);
+      const base = baseOut && matchBase(baseOut, add);
       const branch = branchOut && matchBranch(branchOut);
       if (!base || !branch || base.x !== branch.x || branchOut.uses.length !== 1) continue;
       const w0 = base.weight.initializer!;
