@@ -9,6 +9,7 @@
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchCodec } from './codec.js';
+import { benchCompile } from './compile.js';
 import { writeResults } from './util.js';
 
 const args = process.argv.slice(2);
@@ -19,12 +20,13 @@ const dir = join(process.cwd(), '.bench');
 
 const SUITES: Record<string, () => unknown> = {
   codec: () => benchCodec({ dir, keep, repeat }),
+  compile: () => benchCompile({ dir, repeat: Math.max(repeat, 5) }),
 };
 
 console.log(`peftc bench on ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}`);
 for (const [name, run] of Object.entries(SUITES)) {
   if (only && only !== name) continue;
-  const result = run();
+  const result = await run();
   const file = writeResults(name, { suite: name, date: new Date().toISOString(), machine: { cpus: cpus().length, cpu: cpus()[0]?.model, ramGiB: totalmem() / 2 ** 30, node: process.version }, result });
   console.log(`(${name}: results in ${file})`);
 }
