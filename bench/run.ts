@@ -10,6 +10,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchCodec } from './codec.js';
 import { benchCompile } from './compile.js';
+import { benchMerge } from './merge.js';
 import { writeResults } from './util.js';
 
 const args = process.argv.slice(2);
@@ -21,6 +22,11 @@ const dir = join(process.cwd(), '.bench');
 const SUITES: Record<string, () => unknown> = {
   codec: () => benchCodec({ dir, keep, repeat }),
   compile: () => benchCompile({ dir, repeat: Math.max(repeat, 5) }),
+  // ~0.95B parameters (3.6 GiB fp32): --small for a quick 0.1B run.
+  merge: () =>
+    args.includes('--small')
+      ? benchMerge({ dir, keep, layers: 4, hidden: 1024, intermediate: 2816, vocab: 8000, rank: 16 })
+      : benchMerge({ dir, keep, layers: 16, hidden: 2048, intermediate: 5632, vocab: 32000, rank: 16 }),
 };
 
 console.log(`peftc bench on ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}`);

@@ -2,7 +2,8 @@
  * Benchmark tasks, each run in its own process by bench/util.ts runTask so that peak RSS is the
  * task's own: `node dist/bench/tasks.js NAME 'JSON args'`. Prints one JSON line.
  */
-import { closeSync, fsyncSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { compileModel } from '../src/compile.js';
 import { createHash } from 'node:crypto';
 import { DataType } from '../src/ir/dtype.js';
 import { Tensor } from '../src/ir/tensor.js';
@@ -19,31 +20,63 @@ function peakRssMiB(): number {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Task = (args: any) => Record<string, number | string | boolean>;
 
-/** A model whose initializers are [rows, cols] float32 matrices chained by MatMul, data generated on write. */
-const generate: Task = ({ path, shapes }: { path: string; shapes: Array<[number, number]> }) => {
+/** Shape of the generated transformer-ish model (see bench/codec.ts). */
+export interface GenSpec {
+  vocab: number;
+  hidden: number;
+  ffn: number;
+  layers: number;
+}
+
+/** Deterministic pseudo-random float32 weights (xorshift; small finite values, random sign). */
+function weights(rows: number, cols: number, seed: number): () => Uint8Array {
+  return () => {
+    const a = new Uint32Array(rows * cols);
+    let s = (seed * 2654435761) >>> 0 || 1;
+    for (let k = 0; k < a.length; k++) {
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      a[k] = (s & 0x807fffff) | 0x3c000000;
+    }
+    return new Uint8Array(a.buffer);
+  };
+}
+
+/**
+ * A decoder-only transformer's weights with a real (simplified, runnable) graph over them:
+ * ids -> Gather(embedding) -> per layer { x*norm -> q,k,v MatMuls summed -> MatMul(o) -> +bias,
+ * residual Add; x*norm -> gate/up MatMuls, Mul, down MatMul -> +bias, residual Add } ->
+ * MatMul(lm_head). Every weight is written as external data, generated one tensor at a time.
+ */
+const generate: Task = ({ path, spec }: { path: string; spec: GenSpec }) => {
+  const { vocab, hidden: d, ffn, layers } = spec;
   const b = new ModelBuilder({ opset: 17 });
-  let x = b.input('x', DataType.FLOAT, [1, shapes[0]![0]]);
+  let seed = 1;
   let bytes = 0;
-  shapes.forEach(([rows, cols], i) => {
-    const fill = (): Uint8Array => {
-      const a = new Uint32Array(rows * cols);
-      let s = (i + 1) * 2654435761;
-      for (let k = 0; k < a.length; k++) {
-        s = (s ^ (s << 13)) >>> 0;
-        s = (s ^ (s >>> 17)) >>> 0;
-        s = (s ^ (s << 5)) >>> 0;
-        // Small finite floats: exponent fixed, random mantissa and sign.
-        a[k] = (s & 0x807fffff) | 0x3c000000;
-      }
-      return new Uint8Array(a.buffer);
-    };
-    const w = b.graph.addInitializer(Tensor.deferred(`w${i}`, DataType.FLOAT, [rows, cols], fill, true));
+  let largest = 0;
+  let count = 0;
+  const w = (name: string, dims: number[]) => {
+    const [rows, cols] = dims.length === 2 ? (dims as [number, number]) : [1, dims[0]!];
     bytes += rows * cols * 4;
-    x = b.op('MatMul', [x, w]);
-  });
-  b.output(x, { dtype: DataType.FLOAT, shape: [1, shapes.at(-1)![1]] });
+    largest = Math.max(largest, rows * cols * 4);
+    count++;
+    return b.graph.addInitializer(Tensor.deferred(name, DataType.FLOAT, dims, weights(rows, cols, seed++), true));
+  };
+  const ids = b.input('ids', DataType.INT64, [1]);
+  let x = b.op('Gather', [w('embed_tokens', [vocab, d]), ids]);
+  for (let l = 0; l < layers; l++) {
+    const p = `layers.${l}`;
+    let n = b.op('Mul', [x, w(`${p}.input_norm`, [d])]);
+    const qkv = b.op('Add', [b.op('Add', [b.op('MatMul', [n, w(`${p}.q_proj`, [d, d])]), b.op('MatMul', [n, w(`${p}.k_proj`, [d, d])])]), b.op('MatMul', [n, w(`${p}.v_proj`, [d, d])])]);
+    x = b.op('Add', [x, b.op('Add', [b.op('MatMul', [qkv, w(`${p}.o_proj`, [d, d])]), w(`${p}.o_bias`, [d])])]);
+    n = b.op('Mul', [x, w(`${p}.post_norm`, [d])]);
+    const h = b.op('Mul', [b.op('MatMul', [n, w(`${p}.gate_proj`, [d, ffn])]), b.op('MatMul', [n, w(`${p}.up_proj`, [d, ffn])])]);
+    x = b.op('Add', [x, b.op('Add', [b.op('MatMul', [h, w(`${p}.down_proj`, [ffn, d])]), w(`${p}.down_bias`, [d])])]);
+  }
+  b.output(b.op('MatMul', [x, w('lm_head', [d, vocab])]), { dtype: DataType.FLOAT, shape: [1, vocab] });
   const r = saveModel(b.build(), path, { externalData: 'all' });
-  return { bytes, externalBytes: r.externalBytes, modelBytes: r.modelBytes };
+  return { bytes, largest, tensors: count, nodes: b.graph.nodes.length, externalBytes: r.externalBytes, modelBytes: r.modelBytes };
 };
 
 const read: Task = ({ file }: { file: string }) => {
@@ -128,7 +161,79 @@ const verify: Task = ({ a, b }: { a: string; b: string }) => {
   return { equal, bytes: total, outputFileBytes: statSync(b).size };
 };
 
-const TASKS: Record<string, Task> = { generate, read, copy, decode, encode, verify };
+/** A Llama-shaped model (TorchScript-style node names, [in, out] MatMul weights) and a LoRA adapter folder. */
+const generateLlm: Task = ({ dir, layers, hidden, intermediate, vocab, rank }: { dir: string; layers: number; hidden: number; intermediate: number; vocab: number; rank: number }) => {
+  const b = new ModelBuilder({ opset: 17 });
+  const ids = b.input('input_ids', DataType.INT64, [1, 8]);
+  let params = 0;
+  let largest = 0;
+  const weight = (name: string, rows: number, cols: number, seed: number) => {
+    params += rows * cols;
+    largest = Math.max(largest, rows * cols * 4);
+    const fill = (): Uint8Array => {
+      const a = new Float32Array(rows * cols);
+      let s = seed * 2654435761;
+      for (let k = 0; k < a.length; k++) {
+        s = (s ^ (s << 13)) >>> 0;
+        s = (s ^ (s >>> 17)) >>> 0;
+        s = (s ^ (s << 5)) >>> 0;
+        a[k] = (s / 4294967296 - 0.5) * 0.04;
+      }
+      return new Uint8Array(a.buffer);
+    };
+    return b.graph.addInitializer(Tensor.deferred(name, DataType.FLOAT, [rows, cols], fill, true));
+  };
+  let h = b.op('Gather', [weight('model.embed_tokens.weight', vocab, hidden, 1), ids], {}, { name: '/model/embed_tokens/Gather' });
+  const tensors: Record<string, { dtype: string; shape: number[]; data: Uint8Array }> = {};
+  let seed = 2;
+  const linear = (x: typeof h, scope: string, inF: number, outF: number) => {
+    const y = b.op('MatMul', [x, weight(`onnx::MatMul_${seed}`, inF, outF, seed)], {}, { name: `/${scope.replaceAll(/\.(?!\d)/g, '/')}/MatMul` });
+    const a = new Float32Array(rank * inF).map((_, k) => Math.sin(k + seed) * 0.01);
+    const bm = new Float32Array(outF * rank).map((_, k) => Math.cos(k + seed) * 0.01);
+    tensors[`base_model.model.${scope}.lora_A.weight`] = { dtype: 'F32', shape: [rank, inF], data: new Uint8Array(a.buffer) };
+    tensors[`base_model.model.${scope}.lora_B.weight`] = { dtype: 'F32', shape: [outF, rank], data: new Uint8Array(bm.buffer) };
+    seed++;
+    return y;
+  };
+  for (let l = 0; l < layers; l++) {
+    const p = `model.layers.${l}`;
+    const q = linear(h, `${p}.self_attn.q_proj`, hidden, hidden);
+    const k = linear(h, `${p}.self_attn.k_proj`, hidden, hidden);
+    const v = linear(h, `${p}.self_attn.v_proj`, hidden, hidden);
+    const attn = linear(b.op('Add', [b.op('Add', [q, k]), v]), `${p}.self_attn.o_proj`, hidden, hidden);
+    h = b.op('Add', [h, attn]);
+    const gate = linear(h, `${p}.mlp.gate_proj`, hidden, intermediate);
+    const up = linear(h, `${p}.mlp.up_proj`, hidden, intermediate);
+    h = b.op('Add', [h, linear(b.op('Mul', [b.op('Sigmoid', [gate]), up]), `${p}.mlp.down_proj`, intermediate, hidden)]);
+  }
+  b.output(b.op('MatMul', [h, weight('lm_head.weight.T', hidden, vocab, 999)], {}, { name: '/lm_head/MatMul' }), { dtype: DataType.FLOAT, shape: [1, 8, vocab] });
+  saveModel(b.build(), `${dir}/base.onnx`, { externalData: 'all', durable: false });
+  mkdirSync(`${dir}/adapter`, { recursive: true });
+  writeFileSync(`${dir}/adapter/adapter_config.json`, JSON.stringify({ peft_type: 'LORA', r: rank, lora_alpha: 2 * rank, bias: 'none', target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }));
+  writeSafetensorsFile(`${dir}/adapter/adapter_model.safetensors`, tensors);
+  return { params, modules: Object.keys(tensors).length / 2, largestTensorBytes: largest };
+};
+
+function writeSafetensorsFile(path: string, tensors: Record<string, { dtype: string; shape: number[]; data: Uint8Array }>): void {
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
+    offset += t.data.byteLength;
+  }
+  const json = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  writeFileSync(path, Buffer.concat([len, json, ...Object.values(tensors).map((t) => t.data)]));
+}
+
+/** What a user runs: peftc compile base.onnx --lora adapter/ -o merged.onnx. */
+const merge: Task = ({ model, adapter, out }: { model: string; adapter: string; out: string }) => {
+  const r = compileModel(model, { target: 'cpu', quant: 'none', output: out, lora: [{ dir: adapter, weight: 1 }] });
+  return { merged: Number(r.passes[0]?.details.merged ?? 0), bytes: r.written.externalBytes + r.written.modelBytes };
+};
+
+const TASKS: Record<string, Task> = { generate, read, copy, decode, encode, verify, 'generate-llm': generateLlm, merge };
 
 const [name, argText] = process.argv.slice(2);
 const task = TASKS[name ?? ''];
