@@ -30,6 +30,8 @@ export interface TestCase {
   dir: string;
   /** model.onnx, or undefined when the case ships only a download stub (real/ in Debian). */
   model: string | undefined;
+  /** data.json (a download stub naming where the model lives), when the case has one. */
+  downloadStub?: string;
   dataSets: string[];
 }
 
@@ -42,16 +44,24 @@ export function listCases(suite: Suite): TestCase[] {
     .map((name) => {
       const d = join(dir, name);
       const model = existsSync(join(d, 'model.onnx')) ? join(d, 'model.onnx') : undefined;
+      const downloadStub = existsSync(join(d, 'data.json')) ? join(d, 'data.json') : undefined;
       const dataSets = readdirSync(d)
         .filter((n) => n.startsWith('test_data_set_'))
         .sort()
         .map((n) => join(d, n));
-      return { suite, name, dir: d, model, dataSets };
+      return { suite, name, dir: d, model, downloadStub, dataSets };
     });
 }
 
-/** Reads input_K.pb / output_K.pb of a data set, named after the graph's inputs/outputs. */
+/**
+ * Reads input_K.pb / output_K.pb of a data set, named after the graph's inputs/outputs. The files
+ * of cases whose inputs or outputs are sequences, optionals or maps are SequenceProto /
+ * OptionalProto / MapProto, not TensorProto: those cases are refused (see nonTensorIo) rather
+ * than mis-decoded.
+ */
 export function readDataSet(dataSet: string, model: Model): { inputs: Record<string, Tensor>; outputs: Record<string, Tensor> } {
+  const nonTensor = nonTensorIo(model);
+  if (nonTensor) throw new PeftcError(`${dataSet}: ${nonTensor}; its data files are not TensorProto`);
   const realInputs = model.graph.inputs.filter((v) => !v.initializer);
   const declared = new Map<string, number>();
   for (const v of [...realInputs, ...model.graph.outputs]) if (v.type?.kind === 'tensor') declared.set(v.name, v.type.elemType);
@@ -72,10 +82,15 @@ export function readDataSet(dataSet: string, model: Model): { inputs: Record<str
   return { inputs: read('input', realInputs.map((v) => v.name)), outputs: read('output', model.graph.outputs.map((v) => v.name)) };
 }
 
-/** Why the case's inputs cannot be fed as plain tensors (sequence/optional/map inputs), or undefined. */
+/**
+ * Why the case cannot be run with plain tensors (a graph input or output is a sequence, optional,
+ * map or sparse tensor), or undefined when every input and output is a tensor.
+ */
 export function nonTensorIo(model: Model): string | undefined {
-  for (const v of [...model.graph.inputs.filter((i) => !i.initializer), ...model.graph.outputs]) {
-    if (v.type && v.type.kind !== 'tensor') return `'${v.name}' is a ${v.type.kind}, not a tensor`;
+  for (const [what, list] of [['input', model.graph.inputs.filter((i) => !i.initializer)], ['output', model.graph.outputs]] as const) {
+    for (const v of list) {
+      if (v.type && v.type.kind !== 'tensor') return `${what}s are not plain tensors: ${what} '${v.name}' is ${/^[aeiou]/.test(v.type.kind) ? 'an' : 'a'} ${v.type.kind.replace('_', ' ')}`;
+    }
   }
   return undefined;
 }
