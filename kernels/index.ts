@@ -2,6 +2,7 @@
 export * from './registry.js';
 import './elementwise.js';
 import './shape-ops.js';
+import './data-movement.js';
 import './reduce.js';
 import './matmul.js';
 import './softmax.js';
