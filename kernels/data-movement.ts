@@ -164,6 +164,9 @@ kernel('Split', 13, (inputs, node, ctx) => {
 
 // ---------------------------------------------------------------------------------------------
 
+const INT32_MAX = 2n ** 31n - 1n;
+const INT64_MAX = 2n ** 63n - 1n;
+
 function slice(x: Tensor, node: Node, starts: bigint[], ends: bigint[], axesIn: number[] | undefined, steps: bigint[] | undefined): Tensor[] {
   const r = x.dims.length;
   const axes = axesIn ?? starts.map((_, i) => i);
@@ -193,9 +196,13 @@ function slice(x: Tensor, node: Node, starts: bigint[], ends: bigint[], axesIn: 
       e = clamp(e, 0n, n);
       count = e > s ? (e - s + st - 1n) / st : 0n;
     } else {
-      // The spec's clamping (and numpy's): an end of INT64_MAX with a negative step clamps to
-      // dim-1, an empty slice. (onnxruntime instead reads INT32_MAX/INT64_MAX ends as "through
-      // index 0" for negative steps; exporters write INT64_MIN there, on which both agree.)
+      // The spec (and its numpy reference) clamps an end of INT64_MAX with a negative step to
+      // dim-1: an empty slice. onnxruntime reads INT32_MAX/INT64_MAX ends as "through index 0"
+      // there. Folding either answer would change what the model computes somewhere, so decline.
+      // (Exporters write INT64_MIN for a reversed slice to the start; both agree on that.)
+      if (e === INT32_MAX || e === INT64_MAX) {
+        throw new KernelUnsupported('Slice', `an end of ${e} with a negative step (the ONNX spec and onnxruntime disagree on it)`);
+      }
       s = clamp(s, 0n, n - 1n);
       e = clamp(e, -1n, n - 1n);
       count = s > e ? (s - e - st - 1n) / -st : 0n;

@@ -174,9 +174,13 @@ function unsqueeze(x: Tensor, node: Node, axesIn: number[] | undefined): Tensor[
 
 // Squeeze/Unsqueeze-1 and -11: axes attribute. From 13: axes input.
 kernel('Squeeze', 1, (inputs, node) => squeeze(need(node, inputs, 0, 'data'), node, node.attrInts('axes')), 13);
-kernel('Squeeze', 13, (inputs, node) =>
-  squeeze(need(node, inputs, 0, 'data'), node, inputs[1] ? intsOf(node, inputs[1], 'axes') : undefined),
-);
+kernel('Squeeze', 13, (inputs, node) => {
+  const axes = inputs[1] ? intsOf(node, inputs[1], 'axes') : undefined;
+  // An empty axes tensor: ONNX's shape inference and reference squeeze nothing, onnxruntime
+  // squeezes every 1. Either answer would change what the model computes somewhere, so decline.
+  if (axes?.length === 0) throw new KernelUnsupported('Squeeze', 'an empty axes input (the ONNX spec and onnxruntime disagree on it)');
+  return squeeze(need(node, inputs, 0, 'data'), node, axes);
+});
 kernel('Unsqueeze', 1, (inputs, node) => unsqueeze(need(node, inputs, 0, 'data'), node, node.attrInts('axes')), 13);
 kernel('Unsqueeze', 13, (inputs, node) => unsqueeze(need(node, inputs, 0, 'data'), node, intsOf(node, need(node, inputs, 1, 'axes'), 'axes')));
 

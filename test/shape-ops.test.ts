@@ -223,9 +223,12 @@ describe('shape and data-movement kernels agree with onnxruntime', () => {
         const ints = (vals: bigint[]) => (use32 ? i32(vals.map((v) => Number(clamp32(v)))) : i64(vals));
         const ax = axes.map((a) => (neg ? a - 3 : a));
         const steps = sp.map((s) => (use32 ? clamp32(s.step) : s.step));
-        // onnxruntime reads an end of INT32_MAX/INT64_MAX with a negative step as "through index 0";
-        // the ONNX spec (and its numpy reference) clamps it to dim-1, giving an empty slice. We follow the spec.
-        if (sp.some((s, i) => steps[i]! < 0n && (use32 ? clamp32(s.end) === 2147483647n : s.end === INT64_MAX))) return;
+        // onnxruntime reads an end of INT32_MAX/INT64_MAX with a negative step as "through index 0",
+        // the ONNX spec clamps it to dim-1 (an empty slice): the kernel declines those.
+        if (sp.some((s, i) => steps[i]! < 0n && [2147483647n, INT64_MAX].includes(use32 ? clamp32(s.end) : s.end))) {
+          expect(() => run({ op: 'Slice', opset: 13, inputs: [x, ints(sp.map((s) => s.start)), ints(sp.map((s) => s.end)), ints(ax.map(BigInt)), ints(steps)] })).toThrow(KernelUnsupported);
+          return;
+        }
         await agree({ op: 'Slice', opset: 13, inputs: [x, ints(sp.map((s) => s.start)), ints(sp.map((s) => s.end)), ints(ax.map(BigInt)), ints(steps)] }, [1, 2, 3, 4]);
       }),
       { numRuns: 60 },
@@ -242,6 +245,8 @@ describe('shape and data-movement kernels agree with onnxruntime', () => {
     await agree({ op: 'Reshape', opset: 13, inputs: [arange([1]), i64([])] }, [1]);
     await agree({ op: 'Squeeze', opset: 13, inputs: [arange([1, 3, 1, 2]), i64([-2, 0])] }, [1]);
     await agree({ op: 'Squeeze', opset: 13, inputs: [arange([1, 3, 1, 2])] });
+    // Empty axes: onnxruntime squeezes every 1, ONNX's inference and reference nothing; declined.
+    expect(() => run({ op: 'Squeeze', opset: 13, inputs: [arange([1, 3]), i64([])] })).toThrow(KernelUnsupported);
     await agree({ op: 'Squeeze', opset: 11, inputs: [arange([1, 3, 1, 2])], attrs: { axes: [-4] } });
     await agree({ op: 'Unsqueeze', opset: 13, inputs: [arange([3, 2]), i64([-1, 0, 3])] }, [1]);
     await agree({ op: 'Unsqueeze', opset: 11, inputs: [arange([3, 2])], attrs: { axes: [1, -1] } });
