@@ -7,3 +7,4 @@ import './reduce.js';
 import './matmul.js';
 import './softmax.js';
 import './quantize.js';
+import './generators.js';

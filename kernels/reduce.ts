@@ -1,5 +1,5 @@
 /**
- * Reductions: ReduceSum/Mean/Max/Min/Prod over the axes given by attribute (older opsets) or
+ * Reductions: ReduceSum/Mean/Max/Min/Prod/L1/L2/SumSquare/LogSumExp over the axes given by attribute (older opsets) or
  * input (ReduceSum from 13, the others from 18), with keepdims and noop_with_empty_axes.
  * Accumulation is float64 (bigint for int64), rounded to the input type at the end.
  */
@@ -9,9 +9,9 @@ import type { Tensor } from '../src/ir/tensor.js';
 import { kernel, KernelUnsupported, type Kernel } from './registry.js';
 import { domainOf, fromBig, fromF64, input, normalizeAxis, NUMERIC, readBig, readF64, readInts, requireDtype, stridesOf } from './util.js';
 
-type Reducer = 'sum' | 'mean' | 'max' | 'min' | 'prod';
+type Reducer = 'sum' | 'mean' | 'max' | 'min' | 'prod' | 'l1' | 'l2' | 'sumsquare' | 'logsumexp';
 
-const INIT: Record<Reducer, number> = { sum: 0, mean: 0, max: -Infinity, min: Infinity, prod: 1 };
+const INIT: Record<Reducer, number> = { sum: 0, mean: 0, max: -Infinity, min: Infinity, prod: 1, l1: 0, l2: 0, sumsquare: 0, logsumexp: 0 };
 
 function reduceAxes(node: Node, inputs: ReadonlyArray<Tensor | null>, x: Tensor, axesInputFrom: number, opset: number): number[] | null {
   const r = x.dims.length;
@@ -40,7 +40,7 @@ function reducer(op: string, kind: Reducer, axesInputFrom: number): Kernel {
     const total = x.elementCount;
     const count = total / Math.max(nOut, 1);
     if (domainOf(x.dtype) === 'big') {
-      if (kind === 'mean') throw new KernelUnsupported(op, `${dtypeName(x.dtype)} mean`);
+      if (kind !== 'sum' && kind !== 'prod' && kind !== 'max' && kind !== 'min') throw new KernelUnsupported(op, `${dtypeName(x.dtype)} input`);
       const v = readBig(x);
       const acc: Array<bigint | undefined> = new Array(nOut).fill(kind === 'sum' ? 0n : kind === 'prod' ? 1n : undefined);
       for (let i = 0; i < total; i++) {
@@ -77,6 +77,16 @@ function reducer(op: string, kind: Reducer, axesInputFrom: number): Kernel {
         case 'min':
           acc[o] = Number.isNaN(e) || e < acc[o]! ? e : acc[o]!;
           break;
+        case 'l1':
+          acc[o]! += Math.abs(e);
+          break;
+        case 'l2':
+        case 'sumsquare':
+          acc[o]! += e * e;
+          break;
+        case 'logsumexp':
+          acc[o]! += Math.exp(e);
+          break;
       }
       for (let d = r - 1; d >= 0; d--) {
         if (++counter[d]! < x.dims[d]!) break;
@@ -84,6 +94,8 @@ function reducer(op: string, kind: Reducer, axesInputFrom: number): Kernel {
       }
     }
     if (kind === 'mean') for (let o = 0; o < nOut; o++) acc[o] = acc[o]! / count;
+    if (kind === 'l2') for (let o = 0; o < nOut; o++) acc[o] = Math.sqrt(acc[o]!);
+    if (kind === 'logsumexp') for (let o = 0; o < nOut; o++) acc[o] = Math.log(acc[o]!);
     return [fromF64(x.dtype, dims, acc)];
   };
 }
@@ -93,3 +105,7 @@ kernel('ReduceMean', 1, reducer('ReduceMean', 'mean', 18));
 kernel('ReduceMax', 1, reducer('ReduceMax', 'max', 18));
 kernel('ReduceMin', 1, reducer('ReduceMin', 'min', 18));
 kernel('ReduceProd', 1, reducer('ReduceProd', 'prod', 18));
+kernel('ReduceL1', 1, reducer('ReduceL1', 'l1', 18));
+kernel('ReduceL2', 1, reducer('ReduceL2', 'l2', 18));
+kernel('ReduceSumSquare', 1, reducer('ReduceSumSquare', 'sumsquare', 18));
+kernel('ReduceLogSumExp', 1, reducer('ReduceLogSumExp', 'logsumexp', 18));

@@ -12,6 +12,11 @@
  * with At [in, r] and Bt [r, out] (the exporter stores A and B transposed for MatMul), folds
  * W' = W + s * At·Bt in W's own layout (MatMul: [in, out]; Gemm: by transB), and points y's users
  * at the base output; the Add and the branch nodes are removed.
+ *
+ * DoRA's unmerged export computes m / ||W + sBA|| in the graph from constants; once constant
+ * folding has turned that into vectors, the layer reads y = base + (K1 * base + K2 * s * B(A(x)))
+ * and is merged exactly as W' = W·diag(1 + K1) + (At·Bt)·diag(K2 s). (In a fixpoint pipeline the
+ * first round folds, the second merges.)
  * A weight shared with other nodes is copied first. Matching is structural, so it does not depend
  * on the exporter's node names (TorchScript's /.../lora_A/default/MatMul or dynamo's).
  */
@@ -58,6 +63,8 @@ interface Base {
 }
 
 const onlyUse = (v: Value | null | undefined, node: Node) => !!v && v.uses.length === 1 && v.uses[0]!.node === node && !v.isGraphOutput;
+/** Every reader of `v` is one of `nodes` (and `v` is not a graph output). */
+const usesOnly = (v: Value | null | undefined, nodes: readonly Node[]) => !!v && !v.isGraphOutput && v.uses.length === nodes.length && v.uses.every((u) => nodes.includes(u.node));
 const lastDim = (v: Value | null | undefined) => constantInts(v)?.at(-1);
 
 /**
@@ -66,16 +73,19 @@ const lastDim = (v: Value | null | undefined) => constantInts(v)?.at(-1);
  * both keep the feature dim last, so the product is unchanged). Every intermediate value must
  * feed only the next step, since merging changes what the base computes for every reader.
  */
-function matchBase(v: Value, consumer: Node): Base | undefined {
+export function matchBase(v: Value, consumers: readonly Node[]): Base | undefined {
   let out = v;
-  let reader = consumer;
+  let reader = consumers[0]!;
+  // The base output may be read by several nodes of the same layer (DoRA reads it twice); below
+  // that, every value must feed only the next step.
+  const first = (x: Value, r: Node) => (x === v ? usesOnly(x, consumers) : onlyUse(x, r));
   const outer = producer(out, 'Reshape');
-  if (outer && onlyUse(out, reader)) {
+  if (outer && first(out, reader)) {
     reader = outer;
     out = outer.inputs[0]!;
   }
   const add = producer(out, 'Add');
-  if (add && onlyUse(out, reader)) {
+  if (add && first(out, reader)) {
     for (const [p, q] of [[0, 1], [1, 0]] as const) {
       const cand = producer(add.inputs[p], 'MatMul') ?? producer(add.inputs[p], 'Gemm');
       if (cand && add.inputs[q] !== add.inputs[p]) {
@@ -85,7 +95,7 @@ function matchBase(v: Value, consumer: Node): Base | undefined {
       }
     }
   }
-  if (!onlyUse(out, reader)) return undefined;
+  if (!first(out, reader)) return undefined;
   const mm = producer(out, 'MatMul');
   const gemm = mm ? undefined : producer(out, 'Gemm');
   const node = mm ?? gemm;
@@ -110,35 +120,66 @@ interface Branch {
   x: Value;
   at: Value; // [in, r]
   bt: Value; // [r, out]
-  scale: number;
+  /** Per-output-feature factor on B·A (LoRA: the scale everywhere; DoRA: magnitude/norm x scale). */
+  factor: Float32Array | number;
   nodes: Node[];
 }
 
-function matchBranch(v: Value): Branch | undefined {
-  let scale = 1;
+/** A constant that scales the last axis: a scalar, or a tensor whose only non-1 dim is the last. */
+function featureConstant(v: Value | null | undefined): Float32Array | number | undefined {
+  const t = constantTensor(v);
+  if (!t || !(t.dtype === DataType.FLOAT || t.dtype === DataType.FLOAT16 || t.dtype === DataType.BFLOAT16 || t.dtype === DataType.DOUBLE)) return undefined;
+  if (t.elementCount === 1) return toFloat32(t)[0]!;
+  if (t.dims.slice(0, -1).some((d) => d !== 1)) return undefined;
+  return toFloat32(t);
+}
+
+function multiply(a: Float32Array | number, b: Float32Array | number): Float32Array | number | undefined {
+  if (typeof a === 'number' && typeof b === 'number') return a * b;
+  if (typeof a === 'number') return (b as Float32Array).map((x) => x * a);
+  if (typeof b === 'number') return a.map((x) => x * b);
+  return a.length === b.length ? a.map((x, i) => x * b[i]!) : undefined;
+}
+
+/** Peels Mul-by-constant nodes off `v`: v = factor * inner. Values between the Muls must be single-use. */
+export function peelConstantMuls(v: Value): { inner: Value; factor: Float32Array | number; nodes: Node[] } | undefined {
   let inner = v;
+  let factor: Float32Array | number = 1;
   const nodes: Node[] = [];
-  const mul = producer(v, 'Mul');
-  if (mul) {
-    const s0 = scalarValue(mul.inputs[0]);
-    const s1 = scalarValue(mul.inputs[1]);
-    if (s1 !== undefined) [scale, inner] = [s1, mul.inputs[0]!];
-    else if (s0 !== undefined) [scale, inner] = [s0, mul.inputs[1]!];
-    else return undefined;
+  for (let mul = producer(inner, 'Mul'); mul; mul = producer(inner, 'Mul')) {
+    if (nodes.length && !onlyUse(inner, nodes.at(-1)!)) return undefined;
+    const c0 = featureConstant(mul.inputs[0]);
+    const c1 = featureConstant(mul.inputs[1]);
+    const c = c1 ?? c0;
+    if (c === undefined) break;
+    const next = multiply(factor, c);
+    if (next === undefined) return undefined;
+    factor = next;
+    inner = c1 !== undefined ? mul.inputs[0]! : mul.inputs[1]!;
     nodes.push(mul);
   }
+  // The innermost value's readers are the caller's business (DoRA's base output has two).
+  return { inner, factor, nodes };
+}
+
+export function matchBranch(v: Value): Branch | undefined {
+  const peeled = peelConstantMuls(v);
+  if (!peeled) return undefined;
+  const { inner, factor } = peeled;
+  const nodes = [...peeled.nodes];
   const mmB = producer(inner, 'MatMul');
   const bt = constInit(mmB?.inputs[1]);
   const mmA = producer(mmB?.inputs[0], 'MatMul');
   const at = constInit(mmA?.inputs[1]);
   if (!mmB || !bt || !mmA || !at) return undefined;
   const [inF, r] = at.initializer!.dims;
-  const [r2] = bt.initializer!.dims;
+  const [r2, outF] = bt.initializer!.dims;
   if (at.initializer!.dims.length !== 2 || bt.initializer!.dims.length !== 2 || r !== r2 || inF === undefined) return undefined;
+  if (typeof factor !== 'number' && factor.length !== outF) return undefined;
   // The intermediate values must belong to the branch alone.
-  if (mmA.outputs[0]!.uses.length !== 1 || (mul && mmB.outputs[0]!.uses.length !== 1)) return undefined;
+  if (mmA.outputs[0]!.uses.length !== 1 || (nodes.length && mmB.outputs[0]!.uses.length !== 1)) return undefined;
   nodes.push(mmB, mmA);
-  return { x: throughNoop(mmA.inputs[0]!), at, bt, scale, nodes };
+  return { x: throughNoop(mmA.inputs[0]!), at, bt, factor, nodes };
 }
 
 function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
@@ -147,74 +188,129 @@ function transpose(src: Float32Array, rows: number, cols: number): Float32Array 
   return out;
 }
 
-function mergeGraph(g: Graph, ctx: PassContext): number {
+interface Match {
+  base: Base;
+  baseOut: Value;
+  branch: Branch;
+  /** DoRA: the base output is also scaled per output feature by (1 + baseFactor). */
+  baseFactor: Float32Array | number;
+  /** Nodes to remove besides the final Add (the branch, DoRA's scaling of the base). */
+  nodes: Node[];
+  dora: boolean;
+}
+
+/**
+ * LoRA:  y = base + branch.
+ * DoRA (after constant folding of its weight-norm subgraph):
+ *        y = base + (K1 * base + K2 * s * B(A(x)))   with K1 = m/||W + sBA|| - 1, K2 = m/||W + sBA||
+ * which is x·[W·diag(1 + K1) + (A^T B^T)·diag(K2 s)]: merged exactly with the constants as found.
+ */
+export function matchAt(add: Node, p: 0 | 1): Match | undefined {
+  const q = p === 0 ? 1 : 0;
+  const baseOut = add.inputs[p]!;
+  const other = add.inputs[q]!;
+  if (!baseOut || !other || other.uses.length !== 1) return undefined;
+  const lora = matchBranch(other);
+  if (lora) {
+    const base = matchBase(baseOut, [add]);
+    if (base && base.x === lora.x) return { base, baseOut, branch: lora, baseFactor: 0, nodes: lora.nodes, dora: false };
+  }
+  const inner = producer(other, 'Add');
+  if (!inner) return undefined;
+  for (const [u, v] of [[0, 1], [1, 0]] as const) {
+    const scaled = inner.inputs[u] ? peelConstantMuls(inner.inputs[u]!) : undefined;
+    const branchOut = inner.inputs[v];
+    if (!scaled || scaled.nodes.length === 0 || scaled.inner !== baseOut || !branchOut || branchOut.uses.length !== 1) continue;
+    if (!onlyUse(inner.inputs[u], inner)) continue;
+    const branch = matchBranch(branchOut);
+    if (!branch) continue;
+    const base = matchBase(baseOut, [add, scaled.nodes.at(-1)!]);
+    if (!base || base.x !== branch.x) continue;
+    return { base, baseOut, branch, baseFactor: scaled.factor, nodes: [inner, ...scaled.nodes, ...branch.nodes], dora: true };
+  }
+  return undefined;
+}
+
+const factorAt = (f: Float32Array | number, o: number) => (typeof f === 'number' ? f : f[o]!);
+
+function mergeGraph(g: Graph, ctx: PassContext): { merged: number; dora: number } {
   let merged = 0;
+  let dora = 0;
   for (const add of [...g.nodes]) {
     if (add.opType !== 'Add' || !isDefault(add) || add.inputs.length !== 2 || !g.nodes.includes(add)) continue;
-    for (const [p, q] of [[0, 1], [1, 0]] as const) {
-      const baseOut = add.inputs[p]!;
-      const branchOut = add.inputs[q]!;
-      const base = baseOut && matchBase(baseOut, add);
-      const branch = branchOut && matchBranch(branchOut);
-      if (!base || !branch || base.x !== branch.x || branchOut.uses.length !== 1) continue;
-      const w0 = base.weight.initializer!;
-      const [inF, r] = branch.at.initializer!.dims as [number, number];
-      const outF = branch.bt.initializer!.dims[1]!;
-      const want = base.layout === 'in_out' ? [inF, outF] : [outF, inF];
-      if (w0.dims[0] !== want[0] || w0.dims[1] !== want[1]) {
-        throw new PeftcError(`LoRA branch into node '${add.name}': A·B is [${inF}, ${outF}] but base weight '${base.weight.name}' is [${w0.dims.join(', ')}]`);
-      }
-      const at = branch.at.initializer!;
-      const bt = branch.bt.initializer!;
-      const scale = branch.scale;
-      const layout = base.layout;
-      const compute = (): Uint8Array => {
-        const w = toFloat32(w0);
-        // At [in, r] is A^T, Bt [r, out] is B^T: recover A [r, in] and B [out, r].
-        const a = transpose(toFloat32(at), inF, r);
-        const b = transpose(toFloat32(bt), r, outF);
-        addDeltas(w, layout, inF, outF, [{ a, b, rank: r, factor: scale }]);
-        return fromFloat32(w0.name, w0.dtype, w0.dims, w).bytes();
-      };
-      const tensor = Tensor.deferred(w0.name, w0.dtype, w0.dims, compute, w0.prefersExternal);
-      if (base.weight.uses.length > 1) {
-        const copy = g.addInitializer(tensor, g.uniqueName(`${base.weight.name}.merged`));
-        base.node.inputs.forEach((v, i) => v === base.weight && base.node.setInput(i, copy));
-      } else {
-        base.weight.initializer = tensor.renamed(base.weight.name);
-      }
-      const y = add.outputs[0]!;
-      if (y.isGraphOutput) {
-        // Keep the interface name: the Add becomes Identity(base), which no-op elimination can
-        // later fold by renaming the base output.
-        add.setInput(0, null);
-        add.setInput(1, null);
-        add.inputs.length = 0;
-        add.opType = 'Identity';
-        add.attributes = [];
-        add.setInput(0, baseOut);
-        g.removeNodes(branch.nodes);
-      } else {
-        g.replaceAllUses(y, baseOut);
-        // Remove the Add and the branch now: a dead branch left for dead-code elimination would be
-        // matched (and merged) again by the next round of a fixpoint pipeline.
-        g.removeNodes([add, ...branch.nodes]);
-      }
-      merged++;
-      ctx.log(`lora-branch-merge: '${base.weight.name}' += ${scale} * (${branch.at.name} · ${branch.bt.name}) (rank ${r})`);
-      break;
+    const match = matchAt(add, 0) ?? matchAt(add, 1);
+    if (!match) continue;
+    const { base, baseOut, branch } = match;
+    const w0 = base.weight.initializer!;
+    const [inF, r] = branch.at.initializer!.dims as [number, number];
+    const outF = branch.bt.initializer!.dims[1]!;
+    const want = base.layout === 'in_out' ? [inF, outF] : [outF, inF];
+    if (w0.dims[0] !== want[0] || w0.dims[1] !== want[1]) {
+      throw new PeftcError(`LoRA branch into node '${add.name}': A·B is [${inF}, ${outF}] but base weight '${base.weight.name}' is [${w0.dims.join(', ')}]`);
     }
+    if (typeof match.baseFactor !== 'number' && match.baseFactor.length !== outF) continue;
+    const at = branch.at.initializer!;
+    const bt = branch.bt.initializer!;
+    const { factor } = branch;
+    const baseFactor = match.baseFactor;
+    const layout = base.layout;
+    const compute = (): Uint8Array => {
+      const w = toFloat32(w0);
+      if (baseFactor !== 0) {
+        // W·diag(1 + K1): scale each output feature of the base weight.
+        for (let o = 0; o < outF; o++) {
+          const f = 1 + factorAt(baseFactor, o);
+          if (layout === 'in_out') for (let i = 0; i < inF; i++) w[i * outF + o] = Math.fround(w[i * outF + o]! * f);
+          else for (let i = 0; i < inF; i++) w[o * inF + i] = Math.fround(w[o * inF + i]! * f);
+        }
+      }
+      // At [in, r] is A^T, Bt [r, out] is B^T: recover A [r, in] and B [out, r], with the
+      // per-feature factor folded into B's rows.
+      const a = transpose(toFloat32(at), inF, r);
+      const b = transpose(toFloat32(bt), r, outF);
+      for (let o = 0; o < outF; o++) for (let k = 0; k < r; k++) b[o * r + k] = b[o * r + k]! * factorAt(factor, o);
+      addDeltas(w, layout, inF, outF, [{ a, b, rank: r, factor: 1 }]);
+      return fromFloat32(w0.name, w0.dtype, w0.dims, w).bytes();
+    };
+    const tensor = Tensor.deferred(w0.name, w0.dtype, w0.dims, compute, w0.prefersExternal);
+    if (base.weight.uses.length > 1) {
+      const copy = g.addInitializer(tensor, g.uniqueName(`${base.weight.name}.merged`));
+      base.node.inputs.forEach((v, i) => v === base.weight && base.node.setInput(i, copy));
+    } else {
+      base.weight.initializer = tensor.renamed(base.weight.name);
+    }
+    const y = add.outputs[0]!;
+    if (y.isGraphOutput) {
+      // Keep the interface name: the Add becomes Identity(base), which no-op elimination can
+      // later fold by renaming the base output.
+      add.setInput(0, null);
+      add.setInput(1, null);
+      add.inputs.length = 0;
+      add.opType = 'Identity';
+      add.attributes = [];
+      add.setInput(0, baseOut);
+      g.removeNodes(match.nodes);
+    } else {
+      g.replaceAllUses(y, baseOut);
+      // Remove the Add and the branch now: a dead branch left for dead-code elimination would be
+      // matched (and merged) again by the next round of a fixpoint pipeline.
+      g.removeNodes([add, ...match.nodes]);
+    }
+    merged++;
+    if (match.dora) dora++;
+    const scaleText = typeof factor === 'number' ? String(factor) : 'per-feature factors';
+    ctx.log(`lora-branch-merge: '${base.weight.name}' += ${scaleText} * (${branch.at.name} · ${branch.bt.name}) (rank ${r}${match.dora ? ', DoRA' : ''})`);
   }
-  return merged;
+  return { merged, dora };
 }
 
 export function mergeLoraBranches(): Pass {
   return {
     name: 'lora-branch-merge',
-    description: 'fold unmerged LoRA branches (base + scale * B(A(x))) into the base weights',
+    description: 'fold unmerged LoRA/DoRA branches (base + scale * B(A(x))) into the base weights',
     run(model: Model, ctx: PassContext): PassResult {
-      const merged = mergeGraph(model.graph, ctx);
-      return { changed: merged > 0, details: { merged } };
+      const { merged, dora } = mergeGraph(model.graph, ctx);
+      return { changed: merged > 0, details: { merged, dora } };
     },
   };
 }

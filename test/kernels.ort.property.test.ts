@@ -106,7 +106,7 @@ describe('reference kernels agree with onnxruntime on random inputs', () => {
 
   it('reductions with axes as input (opset 18), keepdims on and off', async () => {
     await fc.assert(
-      fc.asyncProperty(shape(), fc.constantFrom('ReduceSum', 'ReduceMean', 'ReduceMax', 'ReduceMin', 'ReduceProd'), fc.boolean(), seed, async (s, op, keep, sd) => {
+      fc.asyncProperty(shape(), fc.constantFrom('ReduceSum', 'ReduceMean', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceL1', 'ReduceL2', 'ReduceSumSquare', 'ReduceLogSumExp'), fc.boolean(), seed, async (s, op, keep, sd) => {
         const axes = s.map((_, i) => i).filter((i) => (sd >> i) & 1);
         await check({ op, opset: 18, inputs: [f32(s, sd), i64(axes)], constants: [1], attrs: { keepdims: keep ? 1 : 0 } });
       }),

@@ -63,7 +63,7 @@ describe('LoRA branch merge (exported graphs)', () => {
       const m = loraModel(opts);
       const expected = expectedWeight(m, opts.inF, opts.outF, opts.r, opts.scale, !!opts.gemm);
       const reports = runPipeline(m, [mergeLoraBranches(), deadCodeElimination], { check: true });
-      expect(reports[0]!.details).toEqual({ merged: 1 });
+      expect(reports[0]!.details).toEqual({ merged: 1, dora: 0 });
       const ops = m.graph.nodes.map((n) => n.opType);
       expect(ops).not.toContain('Mul');
       expect(ops.filter((o) => o === 'MatMul' || o === 'Gemm')).toHaveLength(1);
