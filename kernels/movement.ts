@@ -140,7 +140,9 @@ export function concatRuns(op: string, parts: readonly Tensor[], runs: readonly 
   if (dtype === DataType.STRING) {
     const out: Uint8Array[] = [];
     const all = parts.map((p) => p.strings());
-    for (let a = 0; a < outer; a++) all.forEach((s, k) => out.push(...s.slice(a * runs[k]!, (a + 1) * runs[k]!)));
+    for (let a = 0; a < outer; a++) all.forEach((s, k) => {
+      for (let j = a * runs[k]!; j < (a + 1) * runs[k]!; j++) out.push(s[j]!);
+    });
     return Tensor.fromStrings('', dims, out);
   }
   const bits = subBits(dtype);
