@@ -9,7 +9,7 @@
 import { elementCount } from '../src/ir/dtype.js';
 import type { Node } from '../src/ir/graph.js';
 import type { Tensor } from '../src/ir/tensor.js';
-import { kernel, KernelUnsupported } from './registry.js';
+import { KernelUnsupported } from './registry.js';
 import {
   attrBigInts,
   axisOf,
@@ -18,6 +18,7 @@ import {
   fail,
   gatherBlocks,
   intsOf,
+  kernelWith,
   need,
   offsetArray,
   sameData,
@@ -35,7 +36,7 @@ function wrapIndex(node: Node, raw: number, n: number): number {
 
 // ---------------------------------------------------------------------------------------------
 
-kernel('Gather', 1, (inputs, node) => {
+kernelWith('Gather', 1, ['axis'], (inputs, node) => {
   const x = need(node, inputs, 0, 'data');
   const idxT = need(node, inputs, 1, 'indices');
   const r = x.dims.length;
@@ -52,7 +53,7 @@ kernel('Gather', 1, (inputs, node) => {
   return [gatherBlocks('Gather', x, starts, inner, dims)];
 });
 
-kernel('GatherElements', 11, (inputs, node) => {
+kernelWith('GatherElements', 11, ['axis'], (inputs, node) => {
   const x = need(node, inputs, 0, 'data');
   const idxT = need(node, inputs, 1, 'indices');
   const r = x.dims.length;
@@ -95,8 +96,8 @@ function concat(inputs: ReadonlyArray<Tensor | null>, node: Node, axisAttr: numb
 }
 
 // Concat-1: axis optional, default 1. From 4: required.
-kernel('Concat', 1, (inputs, node) => concat(inputs, node, node.attrInt('axis', 1)), 4);
-kernel('Concat', 4, (inputs, node) => {
+kernelWith('Concat', 1, ['axis'], (inputs, node) => concat(inputs, node, node.attrInt('axis', 1)), 4);
+kernelWith('Concat', 4, ['axis'], (inputs, node) => {
   const axis = node.attrInt('axis');
   if (axis === undefined) fail(node, "attribute 'axis' is required");
   return concat(inputs, node, axis);
@@ -136,16 +137,16 @@ function equalSizes(x: Tensor, node: Node): number[] {
   return new Array<number>(k).fill(n / k);
 }
 
-kernel('Split', 1, (inputs, node) => {
+kernelWith('Split', 1, ['axis', 'split'], (inputs, node) => {
   const x = need(node, inputs, 0, 'input');
   if (inputs[1]) throw new KernelUnsupported('Split', "Split-1's 'split' input (a float tensor of lengths)");
   return split(x, node, node.attrInts('split') ?? equalSizes(x, node));
 }, 2);
-kernel('Split', 2, (inputs, node) => {
+kernelWith('Split', 2, ['axis', 'split'], (inputs, node) => {
   const x = need(node, inputs, 0, 'input');
   return split(x, node, node.attrInts('split') ?? equalSizes(x, node));
 }, 13);
-kernel('Split', 13, (inputs, node, ctx) => {
+kernelWith('Split', 13, (opset) => (opset >= 18 ? ['axis', 'num_outputs'] : ['axis']), (inputs, node, ctx) => {
   const x = need(node, inputs, 0, 'input');
   if (inputs[1]) {
     if (ctx.opsetVersion >= 18 && node.attribute('num_outputs')) fail(node, "both the 'split' input and 'num_outputs' are given");
@@ -216,14 +217,14 @@ function slice(x: Tensor, node: Node, starts: bigint[], ends: bigint[], axesIn: 
 }
 
 // Slice-1: starts/ends/axes attributes. From 10: inputs, with steps.
-kernel('Slice', 1, (inputs, node) => {
+kernelWith('Slice', 1, ['starts', 'ends', 'axes'], (inputs, node) => {
   const x = need(node, inputs, 0, 'data');
   const starts = attrBigInts(node, 'starts');
   const ends = attrBigInts(node, 'ends');
   if (!starts || !ends) fail(node, "attributes 'starts' and 'ends' are required");
   return slice(x, node, starts, ends, node.attrInts('axes'), undefined);
 }, 10);
-kernel('Slice', 10, (inputs, node) => {
+kernelWith('Slice', 10, [], (inputs, node) => {
   const x = need(node, inputs, 0, 'data');
   const starts = bigIntsOf(node, need(node, inputs, 1, 'starts'), 'starts');
   const ends = bigIntsOf(node, need(node, inputs, 2, 'ends'), 'ends');
@@ -234,7 +235,7 @@ kernel('Slice', 10, (inputs, node) => {
 
 // ---------------------------------------------------------------------------------------------
 
-kernel('Transpose', 1, (inputs, node) => {
+kernelWith('Transpose', 1, ['perm'], (inputs, node) => {
   const x = need(node, inputs, 0, 'data');
   const r = x.dims.length;
   const perm = node.attrInts('perm') ?? x.dims.map((_, i) => r - 1 - i);
@@ -245,7 +246,7 @@ kernel('Transpose', 1, (inputs, node) => {
   return [stridedCopy('Transpose', x, perm.map((p) => x.dims[p]!), perm.map((p) => xs[p]!), 0)];
 });
 
-kernel('Expand', 8, (inputs, node) => {
+kernelWith('Expand', 8, [], (inputs, node) => {
   const x = need(node, inputs, 0, 'input');
   const shape = intsOf(node, need(node, inputs, 1, 'shape'), 'shape');
   if (shape.some((d) => !(d >= 0))) fail(node, `shape [${shape.join(',')}] has a negative dim`);
@@ -275,7 +276,7 @@ function tile(op: string, x: Tensor, reps: readonly number[]): Tensor {
 }
 
 // Tile-1: repeat the whole tensor `tiles` times along `axis` (scalar inputs). From 6: repeats per axis.
-kernel('Tile', 1, (inputs, node) => {
+kernelWith('Tile', 1, [], (inputs, node) => {
   const x = need(node, inputs, 0, 'input');
   const [tiles] = intsOf(node, need(node, inputs, 1, 'tiles'), 'tiles');
   const [rawAxis] = intsOf(node, need(node, inputs, 2, 'axis'), 'axis');
@@ -284,7 +285,7 @@ kernel('Tile', 1, (inputs, node) => {
   const axis = axisOf(node, rawAxis, x.dims.length);
   return [tile('Tile', x, x.dims.map((_, i) => (i === axis ? tiles : 1)))];
 }, 6);
-kernel('Tile', 6, (inputs, node) => {
+kernelWith('Tile', 6, [], (inputs, node) => {
   const x = need(node, inputs, 0, 'input');
   const reps = intsOf(node, need(node, inputs, 1, 'repeats'), 'repeats');
   if (reps.length !== x.dims.length) fail(node, `${reps.length} repeats for rank ${x.dims.length}`);

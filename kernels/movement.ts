@@ -15,7 +15,8 @@ import { PeftcError } from '../src/errors.js';
 import { DataType, dtypeInfo, dtypeName, elementCount, packSubByte, unpackSubByte } from '../src/ir/dtype.js';
 import type { Node } from '../src/ir/graph.js';
 import { Tensor } from '../src/ir/tensor.js';
-import { KernelUnsupported } from './registry.js';
+import { kernel, KernelUnsupported, type Kernel } from './registry.js';
+import { checkAttributes } from './util.js';
 
 /** Flat element offsets (Int32Array while they fit, Float64Array beyond 2^31 elements). */
 export type Offsets = Int32Array | Float64Array;
@@ -264,4 +265,26 @@ export function bigIntsOf(node: Node, t: Tensor, what: string): bigint[] {
 export function intsOf(node: Node, t: Tensor, what: string): number[] {
   if (t.dtype === DataType.INT32) return Array.from(t.toTypedArray<Int32Array>());
   return bigIntsOf(node, t, what).map(Number);
+}
+
+/**
+ * Registers a kernel that first refuses (KernelUnsupported) any attribute outside `attrs`: an
+ * attribute a later opset adds to an open-ended version range must never be silently ignored.
+ */
+export function kernelWith(
+  opType: string,
+  since: number,
+  attrs: readonly string[] | ((opset: number) => readonly string[]),
+  fn: Kernel,
+  until?: number,
+): void {
+  kernel(
+    opType,
+    since,
+    (inputs, node, ctx) => {
+      checkAttributes(node, typeof attrs === 'function' ? attrs(ctx.opsetVersion) : attrs);
+      return fn(inputs, node, ctx);
+    },
+    until,
+  );
 }

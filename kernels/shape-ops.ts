@@ -9,8 +9,8 @@
 import { DataType, dtypeName, elementCount } from '../src/ir/dtype.js';
 import type { Node } from '../src/ir/graph.js';
 import { Tensor, type SparseTensor } from '../src/ir/tensor.js';
-import { kernel, KernelUnsupported } from './registry.js';
-import { axisOf, bigIntsOf, fail, fillWith, intsOf, need, sameData, scatterInto, stridesOf } from './movement.js';
+import { KernelUnsupported } from './registry.js';
+import { axisOf, bigIntsOf, fail, fillWith, intsOf, kernelWith, need, sameData, scatterInto, stridesOf } from './movement.js';
 import { fromBig, fromF64, readBig, readF64 } from './util.js';
 
 const int64 = (dims: readonly number[], values: readonly (number | bigint)[]) =>
@@ -58,7 +58,7 @@ const CONSTANT_FORMS: Record<string, number> = {
   value_strings: 12,
 };
 
-kernel('Constant', 1, (_inputs, node, ctx) => {
+kernelWith('Constant', 1, Object.keys(CONSTANT_FORMS), (_inputs, node, ctx) => {
   const forms = node.attributes.filter((a) => a.name in CONSTANT_FORMS);
   if (forms.length !== 1) fail(node, `needs exactly one value attribute, has ${forms.length}`);
   const a = forms[0]!;
@@ -94,13 +94,13 @@ kernel('Constant', 1, (_inputs, node, ctx) => {
   return fail(node, `attribute '${a.name}' has type ${a.type}`);
 });
 
-kernel('Identity', 1, (inputs, node) => [need(node, inputs, 0, 'input')]);
+kernelWith('Identity', 1, [], (inputs, node) => [need(node, inputs, 0, 'input')]);
 
 // ---------------------------------------------------------------------------------------------
 // Shape, Size
 
-kernel('Shape', 1, (inputs, node) => [int64([need(node, inputs, 0, 'data').dims.length], need(node, inputs, 0, 'data').dims)], 15);
-kernel('Shape', 15, (inputs, node) => {
+kernelWith('Shape', 1, [], (inputs, node) => [int64([need(node, inputs, 0, 'data').dims.length], need(node, inputs, 0, 'data').dims)], 15);
+kernelWith('Shape', 15, ['start', 'end'], (inputs, node) => {
   const x = need(node, inputs, 0, 'data');
   const r = x.dims.length;
   const clamp = (i: number) => Math.min(Math.max(i < 0 ? i + r : i, 0), r);
@@ -110,7 +110,7 @@ kernel('Shape', 15, (inputs, node) => {
   return [int64([dims.length], dims)];
 });
 
-kernel('Size', 1, (inputs, node) => [int64([], [need(node, inputs, 0, 'data').elementCount])]);
+kernelWith('Size', 1, [], (inputs, node) => [int64([], [need(node, inputs, 0, 'data').elementCount])]);
 
 // ---------------------------------------------------------------------------------------------
 // Reshape, Flatten, Squeeze, Unsqueeze
@@ -134,18 +134,18 @@ function reshape(x: Tensor, node: Node, shape: readonly number[], allowZero: boo
 }
 
 // Reshape-1: shape attribute. From 5: shape input. From 14: allowzero.
-kernel('Reshape', 1, (inputs, node) => {
+kernelWith('Reshape', 1, ['shape', 'consumed_inputs'], (inputs, node) => {
   const shape = node.attrInts('shape');
   if (!shape) fail(node, "attribute 'shape' is required");
   return reshape(need(node, inputs, 0, 'data'), node, shape, false);
 }, 5);
-kernel('Reshape', 5, (inputs, node, ctx) => {
+kernelWith('Reshape', 5, (opset) => (opset >= 14 ? ['allowzero'] : []), (inputs, node, ctx) => {
   const shape = intsOf(node, need(node, inputs, 1, 'shape'), 'shape');
   const allowZero = ctx.opsetVersion >= 14 && node.attrInt('allowzero', 0) !== 0;
   return reshape(need(node, inputs, 0, 'data'), node, shape, allowZero);
 });
 
-kernel('Flatten', 1, (inputs, node) => {
+kernelWith('Flatten', 1, ['axis'], (inputs, node) => {
   const x = need(node, inputs, 0, 'input');
   const r = x.dims.length;
   const raw = node.attrInt('axis', 1);
@@ -173,21 +173,21 @@ function unsqueeze(x: Tensor, node: Node, axesIn: number[] | undefined): Tensor[
 }
 
 // Squeeze/Unsqueeze-1 and -11: axes attribute. From 13: axes input.
-kernel('Squeeze', 1, (inputs, node) => squeeze(need(node, inputs, 0, 'data'), node, node.attrInts('axes')), 13);
-kernel('Squeeze', 13, (inputs, node) => {
+kernelWith('Squeeze', 1, ['axes'], (inputs, node) => squeeze(need(node, inputs, 0, 'data'), node, node.attrInts('axes')), 13);
+kernelWith('Squeeze', 13, [], (inputs, node) => {
   const axes = inputs[1] ? intsOf(node, inputs[1], 'axes') : undefined;
   // An empty axes tensor: ONNX's shape inference and reference squeeze nothing, onnxruntime
   // squeezes every 1. Either answer would change what the model computes somewhere, so decline.
   if (axes?.length === 0) throw new KernelUnsupported('Squeeze', 'an empty axes input (the ONNX spec and onnxruntime disagree on it)');
   return squeeze(need(node, inputs, 0, 'data'), node, axes);
 });
-kernel('Unsqueeze', 1, (inputs, node) => unsqueeze(need(node, inputs, 0, 'data'), node, node.attrInts('axes')), 13);
-kernel('Unsqueeze', 13, (inputs, node) => unsqueeze(need(node, inputs, 0, 'data'), node, intsOf(node, need(node, inputs, 1, 'axes'), 'axes')));
+kernelWith('Unsqueeze', 1, ['axes'], (inputs, node) => unsqueeze(need(node, inputs, 0, 'data'), node, node.attrInts('axes')), 13);
+kernelWith('Unsqueeze', 13, [], (inputs, node) => unsqueeze(need(node, inputs, 0, 'data'), node, intsOf(node, need(node, inputs, 1, 'axes'), 'axes')));
 
 // ---------------------------------------------------------------------------------------------
 // ConstantOfShape, Range
 
-kernel('ConstantOfShape', 9, (inputs, node) => {
+kernelWith('ConstantOfShape', 9, ['value'], (inputs, node) => {
   const dims = intsOf(node, need(node, inputs, 0, 'input'), 'shape');
   if (dims.some((d) => !(d >= 0 && Number.isSafeInteger(d)))) fail(node, `shape [${dims.join(',')}] has a negative dim`);
   const a = node.attribute('value');
@@ -201,7 +201,7 @@ const RANGE_TYPES = new Set<DataType>([DataType.FLOAT, DataType.DOUBLE, DataType
 /** Range outputs beyond this many elements are refused rather than allocated. */
 const RANGE_MAX = 2 ** 31 - 1;
 
-kernel('Range', 11, (inputs, node) => {
+kernelWith('Range', 11, [], (inputs, node) => {
   const [start, limit, delta] = [0, 1, 2].map((i) => need(node, inputs, i, ['start', 'limit', 'delta'][i]!));
   const dtype = start!.dtype;
   if (limit!.dtype !== dtype || delta!.dtype !== dtype) fail(node, 'start, limit and delta differ in type');

@@ -420,6 +420,16 @@ describe('invalid inputs are errors naming the node', () => {
   }
 });
 
+describe('attributes a kernel does not know are declined', () => {
+  it('an attribute from another opset (or a typo) is KernelUnsupported, not ignored', () => {
+    expect(() => run({ op: 'Reshape', opset: 13, inputs: [arange([2, 3]), i64([3, 2])], attrs: { allowzero: 1 } })).toThrow(KernelUnsupported);
+    expect(() => run({ op: 'Split', opset: 13, inputs: [arange([4])], attrs: { num_outputs: 2 }, outputs: 2 })).toThrow(KernelUnsupported);
+    expect(() => run({ op: 'Gather', opset: 13, inputs: [arange([4]), i64([0])], attrs: { batch_dims: 0 } })).toThrow(KernelUnsupported);
+    expect(() => run({ op: 'Shape', opset: 13, inputs: [arange([4])], attrs: { start: 1 } })).toThrow(KernelUnsupported);
+    expect(run({ op: 'Shape', opset: 15, inputs: [arange([4, 5])], attrs: { start: 1 } })[0]!.dims).toEqual([1]);
+  });
+});
+
 describe('reshaping keeps data lazy', () => {
   it('Reshape/Flatten/Squeeze/Unsqueeze/Identity/one-input Concat of external data do not read it', () => {
     const ref = { path: '/nonexistent/weights.bin', location: 'weights.bin', offset: 0, length: 24, checksum: undefined };
