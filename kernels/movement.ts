@@ -16,7 +16,9 @@ import { DataType, dtypeInfo, dtypeName, elementCount, packSubByte, unpackSubByt
 import type { Node } from '../src/ir/graph.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { kernel, KernelUnsupported, type Kernel } from './registry.js';
-import { checkAttributes } from './util.js';
+import { checkAttributes, stridesOf } from './util.js';
+
+export { stridesOf };
 
 /** Flat element offsets (Int32Array while they fit, Float64Array beyond 2^31 elements). */
 export type Offsets = Int32Array | Float64Array;
@@ -42,12 +44,6 @@ export function axisOf(node: Node, axis: number, rank: number, what = 'axis'): n
   const a = axis < 0 ? axis + rank : axis;
   if (!Number.isInteger(a) || a < 0 || a >= rank) fail(node, `${what} ${axis} is out of range for rank ${rank}`);
   return a;
-}
-
-export function stridesOf(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length).fill(1);
-  for (let i = shape.length - 2; i >= 0; i--) s[i] = s[i + 1]! * shape[i + 1]!;
-  return s;
 }
 
 function subBits(dtype: DataType): 2 | 4 | undefined {
