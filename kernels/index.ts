@@ -8,3 +8,4 @@ import './matmul.js';
 import './softmax.js';
 import './quantize.js';
 import './generators.js';
+import './cast.js';
