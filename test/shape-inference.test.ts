@@ -14,7 +14,8 @@
  * and on hand-built graphs whose shapes are worked out in the comments.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ModelBuilder } from '../models/builder.js';
 import { runPipeline } from '../passes/pass.js';
@@ -36,13 +37,15 @@ const id = (c: TestCase) => `${c.suite}/${c.name}`;
 
 /**
  * Floors, a little under what this pass gives on ONNX 1.12's data (observed: 1238 graph outputs
- * with expected data, 1044 inferred fully static; 1321 intermediate values shaped by both this
- * pass and onnx 1.12; 1316 intermediates checked against onnxruntime, 1260 of them static).
+ * with expected data, 1043 inferred fully static; 1321 intermediate values shaped by both this
+ * pass and onnx 1.12; 2453 values checked against onnxruntime, 2247 of them static; 29 zoo/PEFT
+ * models).
  */
 const MIN_OUTPUTS = 1200;
 const MIN_STATIC_OUTPUTS = 1000;
 const MIN_COMPARED_WITH_ONNX = 1250;
 const MIN_CHECKED_ON_ORT = 1250;
+const MIN_ZOO_MODELS = 20;
 
 /** Erases every type the pass could infer: all values but graph inputs (of every graph) and initializers. */
 function eraseTypes(model: Model): void {
@@ -195,43 +198,167 @@ describe('shape inference on libonnx-testdata', () => {
       if (nonTensorIo(model)) continue;
       eraseTypes(model);
       infer(model);
-      // A fresh copy with every typed intermediate of the main graph made a graph output.
-      const probe = loadModel(c.model!);
-      const fetch: string[] = [];
-      for (const node of probe.graph.nodes) {
-        for (const o of node.outputs) {
-          const ours = o && !o.isGraphOutput ? model.graph.localValue(o.name) : undefined;
-          if (o && ours?.type?.kind === 'tensor' && ORT_DTYPES.includes(ours.type.elemType as DataType)) {
-            probe.graph.outputs.push(o);
-            fetch.push(o.name);
-          }
-        }
-      }
-      if (fetch.length === 0) continue;
-      let results: Record<string, Tensor>;
-      try {
-        const session = await OrtSession.create(probe, { graphOptimization: 'disabled', label: id(c) });
-        try {
-          results = await session.run(readDataSet(c.dataSets[0]!, probe).inputs, fetch);
-        } finally {
-          await session.release();
-        }
-      } catch {
-        continue; // ops or opsets onnxruntime does not run (listed by the conformance test)
-      }
-      for (const name of fetch) {
-        const v = model.graph.localValue(name)!;
-        checked++;
-        const why = contradiction(v, results[name]!);
-        if (why) wrong.push(`${id(c)} '${name}' (${v.producer?.opType}): ${why}`);
-        else if (isStaticType(v)) fullyStatic++;
-      }
+      const result = await checkOnOrt(model, c.model!, c.dataSets.slice(0, 1), id(c));
+      if (!result) continue; // ops or opsets onnxruntime does not run (listed by the conformance test)
+      checked += result.checked;
+      fullyStatic += result.fullyStatic;
+      wrong.push(...result.wrong);
     }
     console.log(`shape inference vs onnxruntime: ${checked} intermediate values checked, ${fullyStatic} fully static, ${wrong.length} wrong`);
     expect(wrong).toEqual([]);
     expect(checked).toBeGreaterThanOrEqual(MIN_CHECKED_ON_ORT);
   });
 });
+
+/**
+ * The model zoo and PEFT fixtures (torch exports: BERT, GPT-2, Llama, ViT, CNNs, with LoRA/DoRA
+ * branches; symbolic batch/seq dims in the dynamic ones) with their onnxruntime-computed data sets.
+ */
+function zooModels(): Array<{ name: string; path: string; dataSets: string[] }> {
+  const out: Array<{ name: string; path: string; dataSets: string[] }> = [];
+  const sets = (dir: string) => readdirSync(dir).filter((d) => d.startsWith('test_data_set_')).sort().map((d) => join(dir, d));
+  for (const root of ['models/zoo', 'models/peft']) {
+    if (!existsSync(root)) continue;
+    for (const name of readdirSync(root).sort()) {
+      const dir = join(root, name);
+      if (!statSync(dir).isDirectory()) continue;
+      for (const file of readdirSync(dir).filter((f) => f.endsWith('.onnx')).sort()) out.push({ name: `${root}/${name}/${file}`, path: join(dir, file), dataSets: sets(dir) });
+    }
+  }
+  return out;
+}
+
+describe('shape inference on the model zoo', () => {
+  const zoo = zooModels();
+
+  it('every intermediate matches onnxruntime on every data set; symbolic dims stand for one size throughout', async () => {
+    expect(zoo.length).toBeGreaterThanOrEqual(MIN_ZOO_MODELS);
+    const wrong: string[] = [];
+    let values = 0;
+    let fullyKnown = 0;
+    let checked = 0;
+    for (const z of zoo) {
+      const model = loadModel(z.path);
+      eraseTypes(model);
+      const { log } = infer(model);
+      expect(log).toEqual([]);
+      for (const n of model.graph.nodes) {
+        for (const o of n.outputs) {
+          if (!o) continue;
+          values++;
+          const s = shapeOf(o.type);
+          if (s && s.every((d) => d !== null)) fullyKnown++;
+        }
+      }
+      const result = await checkOnOrt(model, z.path, z.dataSets, z.name);
+      if (!result) throw new Error(`${z.name}: onnxruntime cannot run it`);
+      checked += result.checked;
+      wrong.push(...result.wrong);
+    }
+    console.log(`shape inference on ${zoo.length} zoo/PEFT models: ${values} node outputs, ${fullyKnown} with every dim known (number or symbol); ${checked} checks against onnxruntime, ${wrong.length} wrong`);
+    expect(wrong).toEqual([]);
+  });
+
+  it("agrees with ONNX's own shape inference (python3-onnx 1.12) on the zoo's intermediate values", () => {
+    const reference = onnxShapeInference(zoo.map((z) => z.path));
+    const wrong: string[] = [];
+    let compared = 0;
+    let oursOnly = 0;
+    let theirsOnly = 0;
+    for (const z of zoo) {
+      const ref = reference[z.path]!;
+      if ('__error__' in ref) continue; // newer opsets than onnx 1.12 knows
+      const model = loadModel(z.path);
+      eraseTypes(model);
+      infer(model);
+      for (const [name, theirs] of Object.entries(ref as Record<string, PyType | null>)) {
+        const v = model.graph.localValue(name);
+        const ours = shapeOf(v?.type);
+        if (!theirs || !v || v.type?.kind !== 'tensor') continue;
+        if (theirs.elem !== 0 && v.type.elemType !== theirs.elem) wrong.push(`${z.name} '${name}': ours ${dtypeName(v.type.elemType)}, onnx ${dtypeName(theirs.elem)}`);
+        if (!ours || !theirs.dims) continue;
+        compared++;
+        if (ours.length !== theirs.dims.length || ours.some((d, i) => typeof d === 'number' && typeof theirs.dims![i] === 'number' && d !== theirs.dims![i])) {
+          wrong.push(`${z.name} '${name}' (${v.producer?.opType}): ours ${fmt(ours)}, onnx ${fmt(theirs.dims)}`);
+        }
+        // onnx names the dims it cannot work out unk__N: those are unknown, not symbols.
+        const known = (s: ReadonlyArray<number | string | null>) => s.every((d) => d !== null && !(typeof d === 'string' && d.startsWith('unk__')));
+        if (known(ours) && !known(theirs.dims)) oursOnly++;
+        if (!known(ours) && known(theirs.dims)) theirsOnly++;
+      }
+    }
+    console.log(
+      `shape inference vs onnx 1.12 on the zoo: ${compared} intermediate values shaped by both, ${wrong.length} disagreements; ` +
+        `every dim known (number or name) only in ours ${oursOnly}, only in onnx's ${theirsOnly}`,
+    );
+    expect(wrong).toEqual([]);
+    expect(compared).toBeGreaterThan(0);
+  });
+});
+
+/**
+ * Runs a fresh copy of the model on onnxruntime with every main-graph value the inferred `model`
+ * typed made a graph output, on each data set, and checks the inferred types against the actual
+ * tensors: element type, rank, numeric dims, and symbolic dims (one symbol, one size per data
+ * set; the graph inputs' symbols bound by the fed tensors). Undefined when onnxruntime cannot run it.
+ */
+async function checkOnOrt(model: Model, path: string, dataSets: string[], label: string): Promise<{ checked: number; fullyStatic: number; wrong: string[] } | undefined> {
+  const probe = loadModel(path);
+  const fetch: string[] = [];
+  for (const node of probe.graph.nodes) {
+    for (const o of node.outputs) {
+      const ours = o ? model.graph.localValue(o.name) : undefined;
+      if (!o || ours?.type?.kind !== 'tensor' || !ORT_DTYPES.includes(ours.type.elemType as DataType)) continue;
+      if (!o.isGraphOutput) probe.graph.outputs.push(o);
+      fetch.push(o.name);
+    }
+  }
+  if (fetch.length === 0) return { checked: 0, fullyStatic: 0, wrong: [] };
+  let session: OrtSession;
+  try {
+    session = await OrtSession.create(probe, { graphOptimization: 'disabled', label });
+  } catch {
+    return undefined;
+  }
+  const out = { checked: 0, fullyStatic: 0, wrong: [] as string[] };
+  try {
+    for (const ds of dataSets) {
+      const { inputs } = readDataSet(ds, probe);
+      let results: Record<string, Tensor>;
+      try {
+        results = await session.run(inputs, fetch);
+      } catch {
+        return undefined;
+      }
+      const symbols = new Map<string, number>();
+      for (const v of model.graph.inputs) {
+        const t = inputs[v.name];
+        shapeOf(v.type)?.forEach((d, i) => typeof d === 'string' && t && symbols.set(d, t.dims[i]!));
+      }
+      for (const name of fetch) {
+        const v = model.graph.localValue(name)!;
+        const t = results[name]!;
+        out.checked++;
+        const where = `${label} '${name}' (${v.producer?.opType})`;
+        const why = contradiction(v, t);
+        if (why) {
+          out.wrong.push(`${where}: ${why}`);
+          continue;
+        }
+        shapeOf(v.type)?.forEach((d, i) => {
+          if (typeof d !== 'string') return;
+          const bound = symbols.get(d);
+          if (bound === undefined) symbols.set(d, t.dims[i]!);
+          else if (bound !== t.dims[i]) out.wrong.push(`${where}: '${d}' is ${bound} elsewhere but ${t.dims[i]} here ([${t.dims.join(',')}], ${basename(ds)})`);
+        });
+        if (isStaticType(v)) out.fullyStatic++;
+      }
+    }
+  } finally {
+    await session.release();
+  }
+  return out;
+}
 
 interface PyType {
   elem: number;

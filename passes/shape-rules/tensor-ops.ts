@@ -336,6 +336,9 @@ export const TENSOR_RULES: Record<string, Rule> = {
     const elemType = r.elem(0) ?? r.elem(1) ?? r.elem(2);
     const scalar = (i: number) => r.ints(i)?.[0] ?? r.floats(i)?.[0];
     const [start, limit, delta] = [scalar(0), scalar(1), scalar(2)];
+    // Range(0, n, 1) has n elements, also when n is a symbolic dim (read off a Shape).
+    const symbolic = r.values(1)?.[0];
+    if (start === 0 && delta === 1 && typeof symbolic === 'string') return [{ elemType, shape: [symbolic] }];
     if (start === undefined || limit === undefined || delta === undefined || delta === 0) return [{ elemType, shape: [null] }];
     const n = Math.max(Math.ceil((limit - start) / delta), 0);
     const isInt = Number.isInteger(start) && Number.isInteger(limit) && Number.isInteger(delta) && (elemType === DataType.INT64 || elemType === DataType.INT32);
