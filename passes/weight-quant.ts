@@ -1,0 +1,636 @@
+/**
+ * Weight-only quantization: replaces constant float weights of MatMul, Gemm and (optionally)
+ * Gather with blocked 4- or 8-bit integer or NF4 codes, quantized along the reduction axis.
+ *
+ * Rewrites (W: a float32/float16 initializer, not an overridable graph input; K the reduction axis):
+ *  - MatMul(A, W[K, N])                  -> com.microsoft MatMulNBits(A, B, scales[, zero_points])
+ *  - Gemm(A, B, C; alpha, beta, transB)  -> MatMulNBits(A, ...) with alpha folded into the weights,
+ *                                           then Add(beta*C); transA=1 is left alone
+ *  - Gather(T[V, D], idx), with `gather`  -> com.microsoft GatherBlockQuantized (blocks along D)
+ *  - nf4: MatMul/Gemm -> com.microsoft MatMulBnb4 (quant_type 1) when the weight is float32 and K
+ *    is a multiple of the block size; otherwise (and with format `qdq`) standard ops:
+ *    DequantizeLinear(uint4 codes) -> Cast -> Gather(code book) -> Reshape -> Mul(block scales)
+ *    -> Reshape [-> Slice] feeding the original MatMul/Gemm.
+ *  - format `qdq`: the weight input becomes DequantizeLinear-21(int4/uint4/int8/uint8 data,
+ *    scales[, zero points]; axis, block_size) (+ Cast when the scale type differs from the
+ *    weight's); the consuming MatMul/Gemm/Gather stays. Needs default-domain opset >= 21.
+ * Weights are quantized once per layout, even when several nodes share them; a weight that other
+ * nodes still read in full precision stays for them. Nodes or weights matching `exclude` patterns
+ * are left alone. Per-layer weight error (RMSE, relative RMSE, max abs error) goes to ctx.log and to
+ * `layers`; tensors quantize on worker threads, a bounded number in flight.
+ *
+ * Precondition: constants are initializers (run the cleanup pipeline first). Weights inside
+ * subgraphs (If/Loop bodies) are not touched.
+ */
+import { PeftcError } from '../src/errors.js';
+import { DataType, dtypeName } from '../src/ir/dtype.js';
+import type { Graph, Node, Value } from '../src/ir/graph.js';
+import type { Model } from '../src/ir/model.js';
+import { Tensor } from '../src/ir/tensor.js';
+import { tensorType } from '../src/ir/types.js';
+import type { Attribute } from '../src/ir/attribute.js';
+import {
+  DEFAULT_MSE_GRID,
+  DEFAULT_MSE_MIN_SHRINK,
+  type QuantConfig,
+  type QuantizedRows,
+  type QuantMethod,
+  type ScaleDtype,
+} from '../src/quant/blockwise.js';
+import { bnb4Layout, matMulNBitsLayout, nf4StandardLayout, qdqLayout, toFloat16Bits } from '../src/quant/layouts.js';
+import { NF4_CODE_BOOK } from '../src/quant/nf4.js';
+import { defaultWorkerCount, runQuantTasks } from '../src/quant/pool.js';
+import type { QuantTask, QuantTaskResult } from '../src/quant/task.js';
+import type { Pass, PassContext, PassResult } from './pass.js';
+
+export type WeightQuantMode = 'int4' | 'int8' | 'nf4';
+export type WeightQuantFormat = 'matmulnbits' | 'qdq';
+export const WEIGHT_QUANT_METHODS = ['rtn', 'mse'] as const;
+
+export interface WeightQuantOptions {
+  mode: WeightQuantMode;
+  /** Default 'mse' (the best method that needs no data). */
+  method?: QuantMethod;
+  /** Values per block along the reduction axis: a power of two in [16, 256]; default 32. */
+  blockSize?: number;
+  /** Integer modes: no zero points. Default false (asymmetric). */
+  symmetric?: boolean;
+  /** Default 'matmulnbits' (onnxruntime contrib ops); 'qdq' for standard ONNX ops only. */
+  format?: WeightQuantFormat;
+  /** MatMulNBits accuracy_level (0..4); 0 (default) leaves the attribute out: A is used as is. */
+  accuracyLevel?: number;
+  /** Type of the stored scales; 'auto' (default) is the weight's own type. */
+  scaleDtype?: 'auto' | ScaleDtype;
+  /** Node or weight names to keep in full precision: '*'/'?' globs match whole names, plain text a substring. */
+  exclude?: readonly string[];
+  /** Also quantize Gather tables (embeddings) along their last axis. Default false. */
+  gather?: boolean;
+  /** nf4: double-quantize the block scales. Default true. */
+  doubleQuant?: boolean;
+  /** Worker threads; 0 runs in this thread; default: one per core for jobs over 1M weights. */
+  workers?: number;
+  mseGrid?: number;
+  mseMinShrink?: number;
+}
+
+export interface LayerQuantReport {
+  /** The weight initializer. */
+  weight: string;
+  /** Nodes that now read the quantized weight. */
+  nodes: string[];
+  /** What the weight became (MatMulNBits, MatMulBnb4, DequantizeLinear, GatherBlockQuantized, NF4 Gather). */
+  form: string;
+  /** Quantized view: rows (output features / table rows) x cols (the blocked axis). */
+  rows: number;
+  cols: number;
+  blockSize: number;
+  /** Root mean square of (w - dequantized w). */
+  rmse: number;
+  /** rmse / root mean square of w. */
+  relativeRmse: number;
+  maxAbsError: number;
+  /** With method 'mse' on integer modes: the rmse round-to-nearest would have given. */
+  rtnRmse?: number;
+  bytesBefore: number;
+  bytesAfter: number;
+  ms: number;
+}
+
+export interface WeightQuantPass extends Pass {
+  /** Per-layer report of the last run. */
+  readonly layers: LayerQuantReport[];
+}
+
+const MS_DOMAIN = 'com.microsoft';
+const AUTO_WORKERS_MIN_ELEMENTS = 1 << 20;
+
+type ConsumerKind = 'matmul' | 'gemm' | 'gather';
+
+interface Consumer {
+  node: Node;
+  kind: ConsumerKind;
+}
+
+interface Job {
+  key: string;
+  weight: Value;
+  tensor: Tensor;
+  /** Quantized view of the weight. */
+  rows: number;
+  cols: number;
+  transpose: boolean;
+  multiplier: number;
+  /** 'gather': blocks along the last axis of a table; otherwise a matrix weight W[K, N]. */
+  consumers: Consumer[];
+}
+
+function isDefaultDomain(n: Node): boolean {
+  return n.domain === '' || n.domain === 'ai.onnx';
+}
+
+/** A glob ('*', '?') matches the whole name; plain text matches a substring. */
+export function matchesPattern(name: string, pattern: string): boolean {
+  if (!/[*?]/.test(pattern)) return name.includes(pattern);
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return re.test(name);
+}
+
+export function weightQuantization(options: WeightQuantOptions): WeightQuantPass {
+  const layers: LayerQuantReport[] = [];
+  return {
+    name: 'weight-quant',
+    description: `blocked ${options.mode} weight quantization of MatMul/Gemm${options.gather ? '/Gather' : ''} weights`,
+    layers,
+    run(model: Model, ctx: PassContext): PassResult {
+      layers.length = 0;
+      return quantizeWeights(model, options, ctx, layers);
+    },
+  };
+}
+
+function validateOptions(o: WeightQuantOptions): void {
+  if (!['int4', 'int8', 'nf4'].includes(o.mode)) throw new PeftcError(`weight quantization mode '${o.mode}' is unknown (int4, int8, nf4)`);
+  const method = o.method ?? 'mse';
+  if (!(WEIGHT_QUANT_METHODS as readonly string[]).includes(method)) {
+    throw new PeftcError(`quantization method '${method}' is not available: ${WEIGHT_QUANT_METHODS.join(', ')} need no data; awq and gptq need calibration data and are not implemented yet`);
+  }
+  const bs = o.blockSize ?? 32;
+  if (!(Number.isInteger(bs) && bs >= 16 && bs <= 256 && (bs & (bs - 1)) === 0)) {
+    throw new PeftcError(`block size ${bs} is not supported: use a power of two from 16 to 256`);
+  }
+  const format = o.format ?? 'matmulnbits';
+  if (format !== 'matmulnbits' && format !== 'qdq') throw new PeftcError(`quantization format '${format}' is unknown (matmulnbits, qdq)`);
+  const acc = o.accuracyLevel ?? 0;
+  if (!(Number.isInteger(acc) && acc >= 0 && acc <= 4)) throw new PeftcError(`accuracy level ${acc} is not one of 0..4`);
+}
+
+function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassContext, layers: LayerQuantReport[]): PassResult {
+  validateOptions(options);
+  const graph = model.graph;
+  const format = options.format ?? 'matmulnbits';
+  const mode = options.mode;
+  const blockSize = options.blockSize ?? 32;
+  const opset = model.opsetVersion('') ?? 0;
+  if (format === 'qdq' && opset < 21) {
+    throw new PeftcError(
+      `--quant-format qdq needs blocked DequantizeLinear with 4-bit types (default-domain opset 21); this model imports opset ${opset}. Use --quant-format matmulnbits, or convert the model to opset 21 first`,
+    );
+  }
+  const exclude = options.exclude ?? [];
+  const excluded = (node: Node, weight: Value) => exclude.some((p) => matchesPattern(node.name, p) || matchesPattern(weight.name, p));
+
+  // 1. Find the weights and who reads them.
+  const jobs = new Map<string, Job>();
+  let excludedCount = 0;
+  let skipped = 0;
+  const skip = (why: string) => {
+    skipped++;
+    ctx.log(`weight-quant: ${why}`);
+  };
+  for (const node of graph.nodes) {
+    if (!isDefaultDomain(node)) continue;
+    let kind: ConsumerKind;
+    let weight: Value | null | undefined;
+    if (node.opType === 'MatMul') {
+      kind = 'matmul';
+      weight = node.inputs[1];
+    } else if (node.opType === 'Gemm') {
+      kind = 'gemm';
+      weight = node.inputs[1];
+    } else if (node.opType === 'Gather' && options.gather) {
+      kind = 'gather';
+      weight = node.inputs[0];
+    } else continue;
+    const tensor = weight?.initializer;
+    if (!weight || !tensor || weight.isGraphInput) continue;
+    if (tensor.dtype !== DataType.FLOAT && tensor.dtype !== DataType.FLOAT16) continue;
+    if (tensor.dims.length !== 2 || tensor.dims[0] === 0 || tensor.dims[1] === 0) continue;
+    if (excluded(node, weight)) {
+      excludedCount++;
+      ctx.log(`weight-quant: keeping '${weight.name}' in full precision for node '${node.name}' (--exclude)`);
+      continue;
+    }
+    const [d0, d1] = tensor.dims as [number, number];
+    let rows: number;
+    let cols: number;
+    let transpose: boolean;
+    let multiplier = 1;
+    if (kind === 'matmul') {
+      [rows, cols, transpose] = [d1, d0, true];
+    } else if (kind === 'gemm') {
+      if (node.attrInt('transA', 0) !== 0) {
+        skip(`Gemm '${node.name}' has transA=1; left in full precision`);
+        continue;
+      }
+      const transB = node.attrInt('transB', 0) !== 0;
+      [rows, cols, transpose] = transB ? [d0, d1, false] : [d1, d0, true];
+      if (format === 'matmulnbits') multiplier = node.attrFloat('alpha', 1);
+    } else {
+      if (mode === 'nf4') {
+        skip(`nf4 leaves Gather table '${weight.name}' alone (use int4 or int8 for embeddings)`);
+        continue;
+      }
+      const axis = node.attrInt('axis', 0);
+      if (axis !== 0 && axis !== -2) {
+        skip(`Gather '${node.name}' gathers along axis ${axis}; only axis 0 tables are quantized`);
+        continue;
+      }
+      [rows, cols, transpose] = [d0, d1, false];
+    }
+    const key = `${weight.name}\u0000${rows}x${cols}:${transpose}:${multiplier}`;
+    let job = jobs.get(key);
+    if (!job) {
+      job = { key, weight, tensor, rows, cols, transpose, multiplier, consumers: [] };
+      jobs.set(key, job);
+    }
+    job.consumers.push({ node, kind });
+  }
+
+  // 2. Decide scale types up front, so a refusal happens before any work.
+  const scaleDtypeOf = (t: Tensor): ScaleDtype => {
+    const want = options.scaleDtype ?? 'auto';
+    return want === 'auto' ? (t.dtype === DataType.FLOAT16 ? 'float16' : 'float32') : want;
+  };
+  for (const job of jobs.values()) {
+    const weightScale: ScaleDtype = job.tensor.dtype === DataType.FLOAT16 ? 'float16' : 'float32';
+    if (format === 'matmulnbits' && scaleDtypeOf(job.tensor) !== weightScale) {
+      throw new PeftcError(
+        `--quant-format matmulnbits keeps scales in the weight's type (${dtypeName(job.tensor.dtype)}); ${scaleDtypeOf(job.tensor)} scales need --quant-format qdq`,
+      );
+    }
+  }
+
+  const config = (t: Tensor): QuantConfig => ({
+    format: mode === 'nf4' ? 'nf4' : 'int',
+    bits: mode === 'int8' ? 8 : 4,
+    blockSize,
+    symmetric: mode === 'nf4' ? true : (options.symmetric ?? false),
+    method: options.method ?? 'mse',
+    scaleDtype: scaleDtypeOf(t),
+    mseGrid: options.mseGrid ?? DEFAULT_MSE_GRID,
+    mseMinShrink: options.mseMinShrink ?? DEFAULT_MSE_MIN_SHRINK,
+    doubleQuant: options.doubleQuant ?? true,
+  });
+
+  // 3. Quantize (worker threads) and rewrite as results arrive.
+  const jobList = [...jobs.values()];
+  const totalElements = jobList.reduce((s, j) => s + j.rows * j.cols, 0);
+  const workers = Math.min(
+    jobList.length,
+    options.workers ?? (totalElements >= AUTO_WORKERS_MIN_ELEMENTS && jobList.length > 1 ? defaultWorkerCount() : 0),
+  );
+  const emitter = new Emitter(model, graph, options, format, blockSize, opset, ctx);
+  const tasks = function* (): Generator<QuantTask> {
+    for (let id = 0; id < jobList.length; id++) {
+      const job = jobList[id]!;
+      yield {
+        id,
+        name: job.weight.name,
+        dtype: job.tensor.dtype as typeof DataType.FLOAT | typeof DataType.FLOAT16,
+        rows: job.rows,
+        cols: job.cols,
+        transpose: job.transpose,
+        multiplier: job.multiplier,
+        source: taskSource(job.tensor, workers > 0),
+        config: config(job.tensor),
+      };
+    }
+  };
+  let quantized = 0;
+  const t0 = performance.now();
+  const run = runQuantTasks(tasks(), { workers }, (r: QuantTaskResult) => {
+    const job = jobList[r.id]!;
+    if (!r.result) {
+      skip(`kept '${job.weight.name}' in full precision: ${r.error}`);
+      return;
+    }
+    const report = emitter.emit(job, r.result, r.ms);
+    if (!report) {
+      skipped++;
+      return;
+    }
+    quantized++;
+    layers.push(report);
+    const rtn = report.rtnRmse !== undefined ? ` (rtn rmse ${report.rtnRmse.toExponential(3)})` : '';
+    ctx.log(
+      `weight-quant: ${report.weight} [${report.rows}x${report.cols}] -> ${report.form}: rmse ${report.rmse.toExponential(3)}, relative ${report.relativeRmse.toExponential(3)}, max abs ${report.maxAbsError.toExponential(3)}${rtn}`,
+    );
+  });
+  const ms = performance.now() - t0;
+
+  // 4. Weights nothing reads any more go.
+  for (const job of jobList) {
+    const w = job.weight;
+    if (w.uses.length === 0 && !w.isGraphOutput && graph.localValue(w.name) === w) graph.deleteValue(w);
+  }
+  emitter.finish();
+
+  const bytesBefore = layers.reduce((s, l) => s + l.bytesBefore, 0);
+  const bytesAfter = layers.reduce((s, l) => s + l.bytesAfter, 0);
+  const rel = layers.map((l) => l.relativeRmse);
+  const worst = layers.reduce<LayerQuantReport | undefined>((w, l) => (!w || l.relativeRmse > w.relativeRmse ? l : w), undefined);
+  const details: Record<string, number | string> = {
+    quantized,
+    excluded: excludedCount,
+    skipped,
+    workers: run.workers,
+    bytesBefore,
+    bytesAfter,
+    quantizeMs: Math.round(ms),
+  };
+  if (rel.length) {
+    details.meanRelativeRmse = Number((rel.reduce((a, b) => a + b, 0) / rel.length).toPrecision(4));
+    details.worstLayer = `${worst!.weight} (${worst!.relativeRmse.toPrecision(4)})`;
+  }
+  return { changed: quantized > 0, details };
+}
+
+/** The bytes a task may own (and a worker may take): a private copy unless already private. */
+function taskSource(t: Tensor, forWorker: boolean): QuantTask['source'] {
+  if (t.source.kind === 'external' && forWorker) {
+    const ref = t.source.ref;
+    // Checksummed data is read (and checked) here; plain ranges are read by the worker itself.
+    if (ref.checksum === undefined) return { kind: 'file', path: ref.path, offset: ref.offset, length: t.byteLength };
+  }
+  const bytes = t.bytes();
+  if (!forWorker) return { kind: 'bytes', bytes };
+  const owned = t.source.kind === 'external' && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  return { kind: 'bytes', bytes: owned ? bytes : new Uint8Array(bytes) };
+}
+
+/** Builds the quantized forms in the graph. */
+class Emitter {
+  private usesMsDomain = false;
+
+  constructor(
+    private readonly model: Model,
+    private readonly graph: Graph,
+    private readonly options: WeightQuantOptions,
+    private readonly format: WeightQuantFormat,
+    private readonly blockSize: number,
+    private readonly opset: number,
+    private readonly ctx: PassContext,
+  ) {}
+
+  finish(): void {
+    if (this.usesMsDomain && this.model.opsetVersion(MS_DOMAIN) === undefined) this.model.opsetImports.push({ domain: MS_DOMAIN, version: 1 });
+  }
+
+  /** Rewrites the job's consumers; returns the layer report, or undefined when it left them alone. */
+  emit(job: Job, q: QuantizedRows, ms: number): LayerQuantReport | undefined {
+    this.newBytes = 0;
+    const nodes: string[] = [];
+    const external = job.tensor.prefersExternal;
+    const matrixConsumers = job.consumers.filter((c) => c.kind !== 'gather');
+    const gatherConsumers = job.consumers.filter((c) => c.kind === 'gather');
+    const forms = new Set<string>();
+
+    if (q.format === 'nf4') {
+      const useBnb4 = this.format === 'matmulnbits' && job.tensor.dtype === DataType.FLOAT && q.cols % q.blockSize === 0;
+      if (useBnb4) {
+        const init = this.bnb4Initializers(job, q, external);
+        for (const c of matrixConsumers) this.replaceWithFused(job, c, 'MatMulBnb4', [init.B, init.absmax], { K: q.cols, N: q.rows, block_size: q.blockSize, quant_type: 1 }, nodes);
+        forms.add('MatMulBnb4');
+      } else {
+        if (this.opset < 21) {
+          this.ctx.log(`weight-quant: kept '${job.weight.name}' in full precision: NF4 with standard ops needs opset 21 (uint4), the model has ${this.opset}${this.format === 'matmulnbits' ? ' (MatMulBnb4 needs a float32 weight with K a multiple of the block size)' : ''}`);
+          return undefined;
+        }
+        const w = this.nf4Standard(job, q, external, matrixConsumers[0]!.node);
+        for (const c of matrixConsumers) this.useDequantized(job, c, w, nodes);
+        forms.add('NF4 Gather+Mul');
+      }
+    } else if (this.format === 'matmulnbits') {
+      if (matrixConsumers.length) {
+        const init = this.matMulNBitsInitializers(job, q, external);
+        const attrs: Record<string, number> = { K: q.cols, N: q.rows, bits: q.bits, block_size: q.blockSize };
+        if ((this.options.accuracyLevel ?? 0) > 0) attrs.accuracy_level = this.options.accuracyLevel!;
+        for (const c of matrixConsumers) this.replaceWithFused(job, c, 'MatMulNBits', [init.B, init.scales, init.zeroPoints], attrs, nodes);
+        forms.add('MatMulNBits');
+      }
+      if (gatherConsumers.length) {
+        const init = this.gatherInitializers(job, q, external);
+        for (const c of gatherConsumers) {
+          const n = c.node;
+          const attrs: Record<string, number> = { gather_axis: 0, quantize_axis: 1, block_size: q.blockSize };
+          if (q.bits === 8) attrs.bits = 8;
+          const fused = this.insertNode('GatherBlockQuantized', [init.data, n.inputs[1]!, init.scales, init.zeroPoints], attrs, n, MS_DOMAIN, n.name);
+          this.moveOutput(n, fused);
+          nodes.push(fused.name);
+        }
+        forms.add('GatherBlockQuantized');
+      }
+    } else {
+      // The weight keeps its own layout: [K, N] blocked along axis 0, or [N, K] / [V, D] along axis 1.
+      const w = this.dequantizeLinear(job, q, job.transpose ? 0 : 1, external, job.consumers[0]!.node);
+      for (const c of job.consumers) this.useDequantized(job, c, w, nodes, false);
+      forms.add('DequantizeLinear');
+    }
+    const form = [...forms].join('+');
+    const bytesAfter = this.newBytes;
+    const s = q.stats;
+    const rms = Math.sqrt(s.sumSquares / s.count);
+    const rmse = Math.sqrt(s.sse / s.count);
+    return {
+      weight: job.weight.name,
+      nodes,
+      form,
+      rows: q.rows,
+      cols: q.cols,
+      blockSize: q.blockSize,
+      rmse,
+      relativeRmse: rms > 0 ? rmse / rms : 0,
+      maxAbsError: s.maxAbs,
+      ...(s.rtnSse !== undefined ? { rtnRmse: Math.sqrt(s.rtnSse / s.count) } : {}),
+      bytesBefore: job.tensor.byteLength,
+      bytesAfter,
+      ms,
+    };
+  }
+
+  private newBytes = 0;
+
+  private initializer(base: string, dtype: DataType, dims: number[], bytes: Uint8Array, external: boolean): Value {
+    const name = this.graph.uniqueName(base);
+    const t = external ? Tensor.deferred(name, dtype, dims, () => bytes, true) : Tensor.fromBytes(name, dtype, dims, bytes);
+    this.newBytes += t.byteLength;
+    return this.graph.addInitializer(t);
+  }
+
+  private floatInitializer(base: string, dtype: ScaleDtype, dims: number[], values: Float32Array, external: boolean): Value {
+    const arr = dtype === 'float16' ? toFloat16Bits(values) : values;
+    return this.initializer(base, dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT, dims, new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength), external);
+  }
+
+  private matMulNBitsInitializers(job: Job, q: QuantizedRows, external: boolean): { B: Value; scales: Value; zeroPoints: Value | null } {
+    const l = matMulNBitsLayout(q);
+    const base = job.weight.name;
+    return {
+      B: this.initializer(`${base}_Q${q.bits}`, DataType.UINT8, [q.rows, q.blocks, l.blobSize], l.B, external),
+      scales: this.floatInitializer(`${base}_scales`, q.scaleDtype, [q.rows, q.blocks], l.scales, external),
+      zeroPoints: l.zeroPoints ? this.initializer(`${base}_zero_points`, DataType.UINT8, [q.rows, l.zpBytesPerRow], l.zeroPoints, external) : null,
+    };
+  }
+
+  private bnb4Initializers(job: Job, q: QuantizedRows, external: boolean): { B: Value; absmax: Value } {
+    const l = bnb4Layout(q);
+    return {
+      B: this.initializer(`${job.weight.name}_NF4`, DataType.UINT8, [l.B.length], l.B, external),
+      absmax: this.floatInitializer(`${job.weight.name}_absmax`, 'float32', [l.absmax.length], l.absmax, external),
+    };
+  }
+
+  private gatherInitializers(job: Job, q: QuantizedRows, external: boolean): { data: Value; scales: Value; zeroPoints: Value | null } {
+    const base = job.weight.name;
+    const dims = [q.rows, q.cols];
+    const scales = this.floatInitializer(`${base}_scales`, q.scaleDtype, [q.rows, q.blocks], q.scales, external);
+    if (q.bits === 8) {
+      // uint8 data, zero point 128 when absent: the codes as they are.
+      return {
+        data: this.initializer(`${base}_Q8`, DataType.UINT8, dims, q.codes, external),
+        scales,
+        zeroPoints: q.zeroPoints ? this.initializer(`${base}_zero_points`, DataType.UINT8, [q.rows, q.blocks], q.zeroPoints, external) : null,
+      };
+    }
+    // int4 (zero point 0 when absent) for symmetric, uint4 + zero points otherwise.
+    const l = qdqLayout(q, 1);
+    const dtype = l.signed ? DataType.INT4 : DataType.UINT4;
+    return {
+      data: this.initializer(`${base}_Q4`, dtype, dims, l.data, external),
+      scales,
+      zeroPoints: l.zeroPoints ? this.initializer(`${base}_zero_points`, dtype, l.scaleDims, l.zeroPoints, external) : null,
+    };
+  }
+
+  /** DequantizeLinear-21 of the weight in its own layout; returns the float weight value (Cast when needed). */
+  private dequantizeLinear(job: Job, q: QuantizedRows, axis: 0 | 1, external: boolean, before: Node): Value {
+    const l = qdqLayout(q, axis);
+    const base = job.weight.name;
+    const dataType = q.bits === 4 ? (l.signed ? DataType.INT4 : DataType.UINT4) : l.signed ? DataType.INT8 : DataType.UINT8;
+    const data = this.initializer(`${base}_Q${q.bits}`, dataType, l.dims, l.data, external);
+    const scales = this.floatInitializer(`${base}_scales`, q.scaleDtype, l.scaleDims, l.scales, external);
+    const zp = l.zeroPoints ? this.initializer(`${base}_zero_points`, dataType, l.scaleDims, l.zeroPoints, external) : null;
+    const scaleType = q.scaleDtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
+    const dq = this.insertNode('DequantizeLinear', [data, scales, zp], { axis, block_size: q.blockSize }, before, '', this.graph.uniqueName(`${base}_DequantizeLinear`));
+    const out = this.newOutput(dq, `${base}_dequantized`, scaleType, l.dims);
+    return this.castTo(out, job.tensor.dtype, l.dims, before);
+  }
+
+  /** NF4 with standard ops: returns the float weight W[K, N] (K unpadded). */
+  private nf4Standard(job: Job, q: QuantizedRows, external: boolean, before: Node): Value {
+    const l = nf4StandardLayout(q);
+    const base = job.weight.name;
+    const N = q.rows;
+    const K = q.cols;
+    const nb = q.blocks;
+    const bs = q.blockSize;
+    const wType = job.tensor.dtype;
+    const sType: ScaleDtype = q.scaleDtype;
+    const i64 = (name: string, vals: number[]) => this.initializer(name, DataType.INT64, [vals.length], new Uint8Array(BigInt64Array.from(vals, BigInt).buffer), false);
+    const codes = this.initializer(`${base}_NF4`, DataType.UINT4, [l.paddedK, N], l.codes, external);
+    const one = this.floatInitializer(`${base}_NF4_unit`, 'float32', [], Float32Array.of(1), false);
+    const book = this.floatInitializer(`${base}_NF4_code_book`, wType === DataType.FLOAT16 ? 'float16' : 'float32', [16], NF4_CODE_BOOK, false);
+    const name = (s: string) => this.graph.uniqueName(`${base}_${s}`);
+    // Codes as numbers (DequantizeLinear with scale 1), then as indices.
+    const idxF = this.newOutput(this.insertNode('DequantizeLinear', [codes, one], {}, before, '', name('NF4_codes')), `${base}_NF4_codes_f`, DataType.FLOAT, [l.paddedK, N]);
+    const idx = this.newOutput(this.insertNode('Cast', [idxF], { to: DataType.INT32 }, before, '', name('NF4_index')), `${base}_NF4_index`, DataType.INT32, [l.paddedK, N]);
+    const values = this.newOutput(this.insertNode('Gather', [book, idx], { axis: 0 }, before, '', name('NF4_lookup')), `${base}_NF4_values`, wType, [l.paddedK, N]);
+    const blocked = this.newOutput(this.insertNode('Reshape', [values, i64(`${base}_NF4_blocked_shape`, [nb, bs, N])], {}, before, '', name('NF4_blocks')), `${base}_NF4_blocked`, wType, [nb, bs, N]);
+    let scales: Value;
+    if (l.scaleCodes && l.scaleGroupScales) {
+      const sq = this.initializer(`${base}_absmax_Q8`, DataType.UINT8, [nb, 1, N], l.scaleCodes, external);
+      const s2 = this.floatInitializer(`${base}_absmax_scales`, sType, [nb, 1, Math.ceil(N / 256)], l.scaleGroupScales, external);
+      const dq = this.insertNode('DequantizeLinear', [sq, s2], { axis: 2, block_size: 256 }, before, '', name('absmax_DequantizeLinear'));
+      scales = this.newOutput(dq, `${base}_absmax`, sType === 'float16' ? DataType.FLOAT16 : DataType.FLOAT, [nb, 1, N]);
+    } else {
+      scales = this.floatInitializer(`${base}_absmax`, sType, [nb, 1, N], l.scales, external);
+    }
+    scales = this.castTo(scales, wType, [nb, 1, N], before);
+    const scaled = this.newOutput(this.insertNode('Mul', [blocked, scales], {}, before, '', name('NF4_scale')), `${base}_NF4_scaled`, wType, [nb, bs, N]);
+    let w = this.newOutput(
+      this.insertNode('Reshape', [scaled, i64(`${base}_NF4_padded_shape`, [l.paddedK, N])], {}, before, '', name('NF4_matrix')),
+      `${base}_NF4_padded`,
+      wType,
+      [l.paddedK, N],
+    );
+    if (l.paddedK !== K) {
+      const slice = this.insertNode('Slice', [w, i64(`${base}_NF4_starts`, [0]), i64(`${base}_NF4_ends`, [K]), i64(`${base}_NF4_axes`, [0])], {}, before, '', name('NF4_unpad'));
+      w = this.newOutput(slice, `${base}_NF4_dequantized`, wType, [K, N]);
+    }
+    return w;
+  }
+
+  private castTo(v: Value, to: DataType, dims: number[], before: Node): Value {
+    const from = v.type?.kind === 'tensor' ? v.type.elemType : undefined;
+    if (from === to) return v;
+    const cast = this.insertNode('Cast', [v], { to }, before, '', this.graph.uniqueName(`${v.name}_Cast`));
+    return this.newOutput(cast, `${v.name}_cast`, to, dims);
+  }
+
+  /** Points a consumer at a dequantized float weight (for Gemm: W[K, N] when `kn`, else B's own layout). */
+  private useDequantized(job: Job, c: Consumer, w: Value, nodes: string[], kn = true): void {
+    const n = c.node;
+    if (c.kind === 'gather') n.setInput(0, w);
+    else {
+      n.setInput(1, w);
+      if (c.kind === 'gemm') {
+        if (kn && n.attrInt('transB', 0) !== 0) n.setAttribute('transB', { type: 'int', value: 0n });
+        if (job.multiplier !== 1) n.setAttribute('alpha', { type: 'float', value: 1 });
+      }
+    }
+    nodes.push(n.name);
+  }
+
+  /** Replaces a MatMul/Gemm by a fused quantized matmul (plus the Gemm's C term). */
+  private replaceWithFused(job: Job, c: Consumer, op: string, weights: Array<Value | null>, attrs: Record<string, number>, nodes: string[]): void {
+    const n = c.node;
+    const fused = this.insertNode(op, [n.inputs[0]!, ...trimNulls(weights)], attrs, n, MS_DOMAIN, n.name);
+    nodes.push(fused.name);
+    const cInput = c.kind === 'gemm' ? n.inputs[2] : null;
+    if (!cInput) {
+      this.moveOutput(n, fused);
+      return;
+    }
+    // Gemm: Y = alpha*A*B (alpha is in the weights) + beta*C.
+    const beta = n.attrFloat('beta', 1);
+    const outType = n.outputs[0]!.type;
+    const partial = this.graph.createValue(this.graph.uniqueName(`${n.name || job.weight.name}_matmul`), outType ? { ...outType } : undefined);
+    fused.setOutput(0, partial);
+    let term = cInput;
+    if (beta !== 1) {
+      const elem = job.tensor.dtype; // Gemm's C has the type of A and B
+      const b = this.floatInitializer(`${n.name || job.weight.name}_beta`, elem === DataType.FLOAT16 ? 'float16' : 'float32', [], Float32Array.of(beta), false);
+      const mul = this.insertNode('Mul', [cInput, b], {}, n, '', this.graph.uniqueName(`${n.name}_beta_mul`));
+      term = this.newOutput(mul, `${n.name || job.weight.name}_beta_c`, elem, undefined);
+    }
+    const add = this.insertNode('Add', [partial, term], {}, n, '', this.graph.uniqueName(`${n.name}_bias_add`));
+    this.moveOutput(n, add);
+  }
+
+  private insertNode(op: string, inputs: Array<Value | null>, attrs: Record<string, number>, before: Node, domain: string, name: string): Node {
+    if (domain === MS_DOMAIN) this.usesMsDomain = true;
+    const attributes: Attribute[] = Object.entries(attrs).map(([k, v]) => ({ name: k, type: 'int', value: BigInt(v) }));
+    return this.graph.addNode(op, inputs, [''], { domain, name, attributes, before });
+  }
+
+  private newOutput(node: Node, base: string, dtype: DataType, dims: number[] | undefined): Value {
+    const v = this.graph.createValue(this.graph.uniqueName(base), tensorType(dtype, dims));
+    node.setOutput(0, v);
+    return v;
+  }
+
+  /** The old node's output becomes the new node's; the old node goes. */
+  private moveOutput(old: Node, replacement: Node): void {
+    const y = old.outputs[0]!;
+    old.setOutput(0, null);
+    replacement.setOutput(0, y);
+    this.graph.removeNode(old, true);
+  }
+}
+
+/** Optional trailing inputs may be left out; inner ones stay as empty (null) inputs. */
+function trimNulls(vals: Array<Value | null>): Array<Value | null> {
+  const out = [...vals];
+  while (out.length && out[out.length - 1] === null) out.pop();
+  return out;
+}

@@ -1,0 +1,470 @@
+/**
+ * Blocked weight quantization: the math, on plain typed arrays (no IR), so it runs the same in the
+ * main thread and in worker threads.
+ *
+ * A weight is seen as `rows` rows of `cols` values; each row is cut into blocks of `blockSize`
+ * consecutive values along `cols` (the last block may be shorter) and every block gets its own
+ * scale (and, asymmetric, zero point). For a MatMul weight W[K, N] the rows are the N output
+ * columns and `cols` is K, the reduction axis — the layout MatMulNBits stores.
+ *
+ * Integer formats (4 or 8 bits) store unsigned codes q in [0, 2^bits - 1] and dequantize as
+ * (q - z) * s in float32, exactly as onnxruntime's MatMulNBits and ONNX DequantizeLinear do:
+ *  - asymmetric: the block range [min(lo, 0), max(hi, 0)] is mapped onto [0, 2^bits - 1],
+ *    s = (hi - lo) / (2^bits - 1), z = round(-lo / s);
+ *  - symmetric: z = 2^(bits-1) (implied, not stored) and s = m / -2^(bits-1), where m is the
+ *    block value of largest magnitude, so m lands on the most negative code and all 2^bits codes
+ *    are used (onnxruntime's convention).
+ * NF4 stores indices into the NF4 code book and dequantizes as code[q] * s (s = block absmax).
+ *
+ * Methods:
+ *  - `rtn`: the formulas above, rounding to nearest. Arithmetic is float32 step by step
+ *    (Math.fround), codes are round-half-away-from-zero of w * (1/s) + z, as onnxruntime's
+ *    quantizer (MLAS BlockwiseQuantizer, `range2scale`/`range2scalezp`) computes them.
+ *  - `mse`: per block, a search over clipped ranges: the range is shrunk by factors from 1 down to
+ *    `mseMinShrink` (`mseGrid` steps; symmetric also tries mapping m onto +(2^(bits-1) - 1)), and
+ *    the candidate with the least squared reconstruction error of the block wins; then a
+ *    least-squares refit of the scale (and zero point) for the chosen codes is tried. The RTN
+ *    parameters are always a candidate and a candidate only wins by being strictly better, so the
+ *    error of `mse` is never above `rtn` (for integer formats, block by block).
+ * Every candidate is scored with the scale as it will be stored (rounded to float16 when
+ * `scaleDtype` is float16), so the reported error is the error of the artifact.
+ *
+ * NF4 with `doubleQuant`: the block scales are themselves quantized to uint8 in groups of 256
+ * (256 consecutive rows of one block column), each group with one float32 scale (zero point 0:
+ * scales are non-negative), as QLoRA's double quantization saves memory; the codes are then
+ * chosen against the scales as stored.
+ */
+import { float16BitsToFloat32, float32ToFloat16Bits } from '../ir/dtype.js';
+import { NF4_CODE_BOOK, nearestNf4 } from './nf4.js';
+
+export type QuantMethod = 'rtn' | 'mse';
+export type QuantFormat = 'int' | 'nf4';
+export type ScaleDtype = 'float32' | 'float16';
+
+export interface QuantConfig {
+  format: QuantFormat;
+  /** Bits per code: 4 or 8 for `int`; always 4 for `nf4`. */
+  bits: 4 | 8;
+  blockSize: number;
+  /** `int` only: no zero points (z = 2^(bits-1) implied). */
+  symmetric: boolean;
+  method: QuantMethod;
+  scaleDtype: ScaleDtype;
+  /** `mse`: number of shrink factors tried, from 1 down to `mseMinShrink`. */
+  mseGrid: number;
+  mseMinShrink: number;
+  /** `nf4`: double-quantize the block scales (uint8, one float32 scale per 256). */
+  doubleQuant: boolean;
+}
+
+export const DEFAULT_MSE_GRID = 20;
+export const DEFAULT_MSE_MIN_SHRINK = 0.5;
+/** Block scales per float32 scale in NF4 double quantization. */
+export const DOUBLE_QUANT_GROUP = 256;
+
+export function defaultQuantConfig(overrides: Partial<QuantConfig> = {}): QuantConfig {
+  return {
+    format: 'int',
+    bits: 4,
+    blockSize: 32,
+    symmetric: false,
+    method: 'mse',
+    scaleDtype: 'float32',
+    mseGrid: DEFAULT_MSE_GRID,
+    mseMinShrink: DEFAULT_MSE_MIN_SHRINK,
+    doubleQuant: true,
+    ...overrides,
+  };
+}
+
+export interface ErrorStats {
+  /** Elements quantized. */
+  count: number;
+  /** Sum of squared reconstruction errors (w - dequantized w)^2. */
+  sse: number;
+  /** Largest |w - dequantized w|. */
+  maxAbs: number;
+  /** Sum of w^2 (for relative error). */
+  sumSquares: number;
+  /** `mse` on integer formats: the sse round-to-nearest would have had. */
+  rtnSse?: number;
+}
+
+export interface QuantizedRows {
+  rows: number;
+  cols: number;
+  blockSize: number;
+  /** Blocks per row: ceil(cols / blockSize). */
+  blocks: number;
+  format: QuantFormat;
+  bits: 4 | 8;
+  symmetric: boolean;
+  scaleDtype: ScaleDtype;
+  /** [rows, cols]: unsigned codes (int: zero point included; nf4: code-book index). */
+  codes: Uint8Array;
+  /** [rows, blocks]: the scales exactly as stored (float16-representable when scaleDtype is float16). */
+  scales: Float32Array;
+  /** [rows, blocks]: zero points, or null when symmetric / nf4 (int: 2^(bits-1) implied). */
+  zeroPoints: Uint8Array | null;
+  /** NF4 double quantization: [rows, blocks] uint8 codes of the scales ... */
+  scaleCodes?: Uint8Array;
+  /** ... and [ceil(rows / 256), blocks] float32 scales of those codes; scales = scaleCodes * these. */
+  scaleGroupScales?: Float32Array;
+  stats: ErrorStats;
+}
+
+const fround = Math.fround;
+const FLOAT16_MAX = 65504;
+
+/** Round half away from zero (C's roundf), on values that are already float32. */
+function roundHalfAway(x: number): number {
+  return x < 0 ? -Math.round(-x) : Math.round(x);
+}
+
+/** A scale as it will be stored: float32, or float16 (kept finite). */
+export function storedScale(s: number, dtype: ScaleDtype): number {
+  if (dtype === 'float32') return fround(s);
+  const clamped = Math.max(-FLOAT16_MAX, Math.min(FLOAT16_MAX, s));
+  return float16BitsToFloat32(float32ToFloat16Bits(clamped));
+}
+
+export function validateQuantConfig(c: QuantConfig): void {
+  if (c.format === 'nf4' && c.bits !== 4) throw new RangeError('nf4 codes are 4 bits');
+  if (c.bits !== 4 && c.bits !== 8) throw new RangeError(`bits must be 4 or 8 (got ${c.bits})`);
+  if (!Number.isInteger(c.blockSize) || c.blockSize < 2) throw new RangeError(`block size must be an integer >= 2 (got ${c.blockSize})`);
+  if (!(Number.isInteger(c.mseGrid) && c.mseGrid >= 1)) throw new RangeError(`mse grid must be a positive integer (got ${c.mseGrid})`);
+  if (!(c.mseMinShrink > 0 && c.mseMinShrink <= 1)) throw new RangeError(`mse minimum shrink must be in (0, 1] (got ${c.mseMinShrink})`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Integer blocks.
+
+/** Squared error of one block quantized with scale s and zero point z (codes clamped to [0, maxq]). */
+function intBlockSse(x: Float32Array, start: number, end: number, s: number, z: number, maxq: number): number {
+  const inv = s !== 0 ? fround(1 / s) : 0;
+  let sse = 0;
+  for (let i = start; i < end; i++) {
+    const v = x[i]!;
+    let q = roundHalfAway(fround(fround(v * inv) + z));
+    q = q < 0 ? 0 : q > maxq ? maxq : q;
+    const e = v - fround((q - z) * s);
+    sse += e * e;
+  }
+  return sse;
+}
+
+/** Asymmetric scale and zero point for the range [lo, hi] (widened to include 0). */
+function asymmetricParams(lo: number, hi: number, maxq: number, dtype: ScaleDtype, out: Float64Array): void {
+  lo = Math.min(lo, 0);
+  hi = Math.max(hi, 0);
+  const s = storedScale(fround(fround(hi - lo) / maxq), dtype);
+  const zf = s !== 0 ? fround(-lo / s) : 0;
+  out[0] = s;
+  out[1] = zf < 0 ? 0 : zf > maxq ? maxq : roundHalfAway(zf);
+}
+
+/**
+ * Least-squares refit of (s, z) for the codes that (s, z) produce: v ~ s * (q - z). Symmetric keeps
+ * z; asymmetric fits v ~ a * q + b, takes z = round(-b / a), then refits s for that z. Writes the
+ * new (s, z) into `out`; returns false when the block gives no usable fit.
+ */
+function refitInt(x: Float32Array, start: number, end: number, s: number, z: number, maxq: number, symmetric: boolean, dtype: ScaleDtype, out: Float64Array): boolean {
+  const inv = s !== 0 ? fround(1 / s) : 0;
+  let sq = 0;
+  let sqq = 0;
+  let sv = 0;
+  let svq = 0;
+  const n = end - start;
+  for (let i = start; i < end; i++) {
+    const v = x[i]!;
+    let q = roundHalfAway(fround(fround(v * inv) + z));
+    q = q < 0 ? 0 : q > maxq ? maxq : q;
+    sq += q;
+    sqq += q * q;
+    sv += v;
+    svq += v * q;
+  }
+  let zNew = z;
+  if (!symmetric) {
+    const den = n * sqq - sq * sq;
+    if (!(den > 0)) return false;
+    const a = (n * svq - sq * sv) / den;
+    const b = (sv - a * sq) / n;
+    if (!(Math.abs(a) > 0) || !Number.isFinite(a)) return false;
+    const zf = -b / a;
+    zNew = zf < 0 ? 0 : zf > maxq ? maxq : roundHalfAway(zf);
+  }
+  // Sum over (q - z) and (q - z)^2 for the chosen z, from the moments.
+  const num = svq - zNew * sv;
+  const den = sqq - 2 * zNew * sq + n * zNew * zNew;
+  if (!(den > 0)) return false;
+  const sNew = storedScale(num / den, dtype);
+  if (!Number.isFinite(sNew) || sNew === 0) return false;
+  out[0] = sNew;
+  out[1] = zNew;
+  return true;
+}
+
+/**
+ * Chooses (s, z) for one integer block; returns the RTN sse (the first candidate). Writes the
+ * winner into `best` as [s, z, sse].
+ */
+function chooseIntBlock(x: Float32Array, start: number, end: number, c: QuantConfig, best: Float64Array, tmp: Float64Array): number {
+  const maxq = (1 << c.bits) - 1;
+  const mid = 1 << (c.bits - 1);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = start; i < end; i++) {
+    const v = x[i]!;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  // The value of largest magnitude, sign kept (onnxruntime: |max| > |min| ? max : min).
+  const m = Math.abs(hi) > Math.abs(lo) ? hi : lo;
+  const consider = (s: number, z: number): void => {
+    const sse = intBlockSse(x, start, end, s, z, maxq);
+    if (sse < best[2]!) {
+      best[0] = s;
+      best[1] = z;
+      best[2] = sse;
+    }
+  };
+  // RTN.
+  if (c.symmetric) {
+    best[0] = storedScale(fround(m / -mid), c.scaleDtype);
+    best[1] = mid;
+  } else {
+    asymmetricParams(lo, hi, maxq, c.scaleDtype, tmp);
+    best[0] = tmp[0]!;
+    best[1] = tmp[1]!;
+  }
+  best[2] = intBlockSse(x, start, end, best[0]!, best[1]!, maxq);
+  const rtnSse = best[2]!;
+  if (c.method === 'rtn' || best[2] === 0) return rtnSse;
+
+  const steps = c.mseGrid;
+  for (let i = 0; i < steps; i++) {
+    const alpha = steps === 1 ? 1 : 1 - (i * (1 - c.mseMinShrink)) / (steps - 1);
+    if (c.symmetric) {
+      const ma = fround(alpha * m);
+      if (i > 0) consider(storedScale(fround(ma / -mid), c.scaleDtype), mid);
+      consider(storedScale(fround(ma / (mid - 1)), c.scaleDtype), mid);
+    } else if (i > 0) {
+      asymmetricParams(fround(alpha * lo), fround(alpha * hi), maxq, c.scaleDtype, tmp);
+      consider(tmp[0]!, tmp[1]!);
+    }
+  }
+  // Least-squares refit for the winning codes (twice: the codes move with the scale).
+  for (let round = 0; round < 2; round++) {
+    if (!refitInt(x, start, end, best[0]!, best[1]!, maxq, c.symmetric, c.scaleDtype, tmp)) break;
+    const before = best[2]!;
+    consider(tmp[0]!, tmp[1]!);
+    if (best[2] === before) break;
+  }
+  return rtnSse;
+}
+
+// ---------------------------------------------------------------------------------------------
+// NF4 blocks.
+
+function nf4BlockSse(x: Float32Array, start: number, end: number, s: number): number {
+  const inv = s !== 0 ? fround(1 / s) : 0;
+  let sse = 0;
+  for (let i = start; i < end; i++) {
+    const v = x[i]!;
+    const e = v - fround(NF4_CODE_BOOK[nearestNf4(fround(v * inv))]! * s);
+    sse += e * e;
+  }
+  return sse;
+}
+
+/** Chooses the scale of one NF4 block (absmax, or a searched clip of it); writes [s, 0, sse] into `best`. */
+function chooseNf4Block(x: Float32Array, start: number, end: number, c: QuantConfig, best: Float64Array): number {
+  let absmax = 0;
+  for (let i = start; i < end; i++) absmax = Math.max(absmax, Math.abs(x[i]!));
+  best[0] = storedScale(absmax, c.scaleDtype);
+  best[1] = 0;
+  best[2] = nf4BlockSse(x, start, end, best[0]!);
+  const rtnSse = best[2]!;
+  if (c.method === 'rtn' || best[2] === 0) return rtnSse;
+  const consider = (s: number): void => {
+    const sse = nf4BlockSse(x, start, end, s);
+    if (sse < best[2]!) {
+      best[0] = s;
+      best[2] = sse;
+    }
+  };
+  const steps = c.mseGrid;
+  for (let i = 1; i < steps; i++) consider(storedScale(fround(absmax * (1 - (i * (1 - c.mseMinShrink)) / (steps - 1))), c.scaleDtype));
+  for (let round = 0; round < 2; round++) {
+    // Least squares for fixed codes: s = sum(v c) / sum(c^2).
+    const s = best[0]!;
+    const inv = s !== 0 ? fround(1 / s) : 0;
+    let num = 0;
+    let den = 0;
+    for (let i = start; i < end; i++) {
+      const v = x[i]!;
+      const code = NF4_CODE_BOOK[nearestNf4(fround(v * inv))]!;
+      num += v * code;
+      den += code * code;
+    }
+    if (!(den > 0) || !(num > 0)) break;
+    const before = best[2]!;
+    consider(storedScale(num / den, c.scaleDtype));
+    if (best[2] === before) break;
+  }
+  return rtnSse;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Quantizes `values` ([rows, cols], row-major, float32) block by block along `cols`.
+ * Throws a RangeError on non-finite weights.
+ */
+export function quantizeRows(values: Float32Array, rows: number, cols: number, config: QuantConfig): QuantizedRows {
+  validateQuantConfig(config);
+  if (values.length !== rows * cols) throw new RangeError(`expected ${rows} x ${cols} values, got ${values.length}`);
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i]!)) throw new RangeError(`weight element ${i} is ${values[i]} (only finite weights can be quantized)`);
+  }
+  const bs = config.blockSize;
+  const nb = Math.ceil(cols / bs);
+  const isInt = config.format === 'int';
+  const codes = new Uint8Array(rows * cols);
+  const scales = new Float32Array(rows * nb);
+  const zeroPoints = isInt && !config.symmetric ? new Uint8Array(rows * nb) : null;
+  const mid = 1 << (config.bits - 1);
+  const best = new Float64Array(3);
+  const tmp = new Float64Array(2);
+  let rtnSse = 0;
+
+  // 1. Choose every block's parameters.
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < nb; b++) {
+      const start = r * cols + b * bs;
+      const end = r * cols + Math.min(cols, (b + 1) * bs);
+      rtnSse += isInt ? chooseIntBlock(values, start, end, config, best, tmp) : chooseNf4Block(values, start, end, config, best);
+      scales[r * nb + b] = best[0]!;
+      if (zeroPoints) zeroPoints[r * nb + b] = best[1]!;
+    }
+  }
+
+  // 2. NF4 double quantization of the scales.
+  let scaleCodes: Uint8Array | undefined;
+  let scaleGroupScales: Float32Array | undefined;
+  if (config.format === 'nf4' && config.doubleQuant) {
+    ({ scaleCodes, scaleGroupScales } = doubleQuantizeScales(scales, rows, nb));
+  }
+
+  // 3. Codes against the stored parameters, and the error they leave.
+  const maxq = (1 << config.bits) - 1;
+  let sse = 0;
+  let maxAbs = 0;
+  let sumSquares = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < nb; b++) {
+      const start = r * cols + b * bs;
+      const end = r * cols + Math.min(cols, (b + 1) * bs);
+      const s = scales[r * nb + b]!;
+      const inv = s !== 0 ? fround(1 / s) : 0;
+      if (isInt) {
+        const z = zeroPoints ? zeroPoints[r * nb + b]! : mid;
+        for (let i = start; i < end; i++) {
+          const v = values[i]!;
+          let q = roundHalfAway(fround(fround(v * inv) + z));
+          q = q < 0 ? 0 : q > maxq ? maxq : q;
+          codes[i] = q;
+          const e = v - fround((q - z) * s);
+          sse += e * e;
+          sumSquares += v * v;
+          if (Math.abs(e) > maxAbs) maxAbs = Math.abs(e);
+        }
+      } else {
+        for (let i = start; i < end; i++) {
+          const v = values[i]!;
+          const q = nearestNf4(fround(v * inv));
+          codes[i] = q;
+          const e = v - fround(NF4_CODE_BOOK[q]! * s);
+          sse += e * e;
+          sumSquares += v * v;
+          if (Math.abs(e) > maxAbs) maxAbs = Math.abs(e);
+        }
+      }
+    }
+  }
+  const stats: ErrorStats = { count: rows * cols, sse, maxAbs, sumSquares };
+  if (config.method === 'mse' && isInt) stats.rtnSse = rtnSse;
+  return {
+    rows,
+    cols,
+    blockSize: bs,
+    blocks: nb,
+    format: config.format,
+    bits: config.bits,
+    symmetric: isInt ? config.symmetric : true,
+    scaleDtype: config.scaleDtype,
+    codes,
+    scales,
+    zeroPoints,
+    ...(scaleCodes ? { scaleCodes, scaleGroupScales } : {}),
+    stats,
+  };
+}
+
+/**
+ * Quantizes non-negative block scales [rows, blocks] to uint8 in groups of DOUBLE_QUANT_GROUP rows
+ * per block column (one float32 scale per group, zero point 0) and replaces them, in place, by
+ * their dequantized values q * groupScale (float32), the values the artifact will compute.
+ */
+export function doubleQuantizeScales(scales: Float32Array, rows: number, blocks: number): { scaleCodes: Uint8Array; scaleGroupScales: Float32Array } {
+  const groups = Math.ceil(rows / DOUBLE_QUANT_GROUP);
+  const scaleCodes = new Uint8Array(rows * blocks);
+  const scaleGroupScales = new Float32Array(groups * blocks);
+  for (let g = 0; g < groups; g++) {
+    const r0 = g * DOUBLE_QUANT_GROUP;
+    const r1 = Math.min(rows, r0 + DOUBLE_QUANT_GROUP);
+    for (let b = 0; b < blocks; b++) {
+      let max = 0;
+      for (let r = r0; r < r1; r++) max = Math.max(max, scales[r * blocks + b]!);
+      const s2 = fround(max / 255);
+      scaleGroupScales[g * blocks + b] = s2;
+      const inv = s2 !== 0 ? fround(1 / s2) : 0;
+      for (let r = r0; r < r1; r++) {
+        let q = roundHalfAway(fround(scales[r * blocks + b]! * inv));
+        q = q < 0 ? 0 : q > 255 ? 255 : q;
+        scaleCodes[r * blocks + b] = q;
+        scales[r * blocks + b] = fround(q * s2);
+      }
+    }
+  }
+  return { scaleCodes, scaleGroupScales };
+}
+
+/** peftc's own dequantization: [rows, cols] float32, (q - z) * s or code[q] * s, each in float32. */
+export function dequantizeRows(q: QuantizedRows): Float32Array {
+  const out = new Float32Array(q.rows * q.cols);
+  const mid = 1 << (q.bits - 1);
+  for (let r = 0; r < q.rows; r++) {
+    for (let c = 0; c < q.cols; c++) {
+      const bi = r * q.blocks + Math.floor(c / q.blockSize);
+      const s = q.scales[bi]!;
+      const i = r * q.cols + c;
+      if (q.format === 'nf4') out[i] = fround(NF4_CODE_BOOK[q.codes[i]!]! * s);
+      else out[i] = fround((q.codes[i]! - (q.zeroPoints ? q.zeroPoints[bi]! : mid)) * s);
+    }
+  }
+  return out;
+}
+
+/** Error of `q` against float32 weights [rows, cols] (what tests use to check the stats). */
+export function reconstructionError(values: Float32Array, dequantized: Float32Array): { sse: number; maxAbs: number } {
+  let sse = 0;
+  let maxAbs = 0;
+  for (let i = 0; i < values.length; i++) {
+    const e = values[i]! - dequantized[i]!;
+    sse += e * e;
+    if (Math.abs(e) > maxAbs) maxAbs = Math.abs(e);
+  }
+  return { sse, maxAbs };
+}

@@ -1,0 +1,132 @@
+/**
+ * One unit of quantization work: a weight tensor's bytes (or where to read them), how to view them
+ * as rows, and the configuration. Tasks and their results are plain data (typed arrays and
+ * numbers), so they cross to worker threads with their buffers transferred, not copied.
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { DataType, float16BitsToFloat32 } from '../ir/dtype.js';
+import { quantizeRows, type QuantConfig, type QuantizedRows } from './blockwise.js';
+
+export interface QuantTask {
+  id: number;
+  /** For messages: the weight's name. */
+  name: string;
+  /** Element type of the source: float32 or float16. */
+  dtype: typeof DataType.FLOAT | typeof DataType.FLOAT16;
+  /** The quantized view: `rows` rows blocked along `cols`. */
+  rows: number;
+  cols: number;
+  /** The source is stored [cols, rows] (a MatMul weight [K, N]) and is transposed first. */
+  transpose: boolean;
+  /** A factor folded into the weights before quantizing (Gemm alpha); 1 when absent. */
+  multiplier: number;
+  /** The raw little-endian bytes (owned by the task: their buffer may be transferred), or a file range. */
+  source: { kind: 'bytes'; bytes: Uint8Array } | { kind: 'file'; path: string; offset: number; length: number };
+  config: QuantConfig;
+}
+
+export interface QuantTaskResult {
+  id: number;
+  name: string;
+  result?: QuantizedRows;
+  /** The error message when the task failed. */
+  error?: string;
+  /** Milliseconds spent quantizing (in whichever thread ran it). */
+  ms: number;
+}
+
+let halfTable: Float32Array | undefined;
+
+/** All 65536 float16 bit patterns as float32 (256 KiB, built once per thread). */
+function float16Table(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) halfTable[i] = float16BitsToFloat32(i);
+  }
+  return halfTable;
+}
+
+function readSource(task: QuantTask): Uint8Array {
+  const s = task.source;
+  if (s.kind === 'bytes') return s.bytes;
+  const out = new Uint8Array(s.length);
+  const fd = openSync(s.path, 'r');
+  try {
+    for (let done = 0; done < s.length; ) {
+      const n = readSync(fd, out, done, Math.min(s.length - done, 1 << 30), s.offset + done);
+      if (n === 0) throw new Error(`${s.path} ends early (wanted ${s.length} bytes at offset ${s.offset})`);
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
+/** The task's weights as float32 rows [rows, cols]. */
+export function taskRows(task: QuantTask): Float32Array {
+  const bytes = readSource(task);
+  const n = task.rows * task.cols;
+  const elemBytes = task.dtype === DataType.FLOAT ? 4 : 2;
+  if (bytes.byteLength !== n * elemBytes) throw new Error(`expected ${n * elemBytes} bytes, got ${bytes.byteLength}`);
+  // Element i of the source, as float32 (aligned views when possible, DataView otherwise).
+  const aligned = bytes.byteOffset % elemBytes === 0;
+  let get: (i: number) => number;
+  if (task.dtype === DataType.FLOAT) {
+    if (aligned) {
+      const f = new Float32Array(bytes.buffer, bytes.byteOffset, n);
+      get = (i) => f[i]!;
+    } else {
+      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      get = (i) => dv.getFloat32(i * 4, true);
+    }
+  } else {
+    const table = float16Table();
+    if (aligned) {
+      const h = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+      get = (i) => table[h[i]!]!;
+    } else {
+      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      get = (i) => table[dv.getUint16(i * 2, true)]!;
+    }
+  }
+  const out = new Float32Array(n);
+  const { rows, cols } = task;
+  if (!task.transpose) {
+    for (let i = 0; i < n; i++) out[i] = get(i);
+  } else {
+    // Source [cols, rows] -> out [rows, cols], in tiles so both sides stay in cache.
+    const T = 64;
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(cols, c0 + T);
+      for (let r0 = 0; r0 < rows; r0 += T) {
+        const r1 = Math.min(rows, r0 + T);
+        for (let c = c0; c < c1; c++) for (let r = r0; r < r1; r++) out[r * cols + c] = get(c * rows + r);
+      }
+    }
+  }
+  if (task.multiplier !== 1) {
+    const m = task.multiplier;
+    for (let i = 0; i < n; i++) out[i] = Math.fround(out[i]! * m);
+  }
+  return out;
+}
+
+/** Runs a task in this thread; failures come back as `error`, never thrown. */
+export function runQuantTask(task: QuantTask): QuantTaskResult {
+  const t0 = performance.now();
+  try {
+    const result = quantizeRows(taskRows(task), task.rows, task.cols, task.config);
+    return { id: task.id, name: task.name, result, ms: performance.now() - t0 };
+  } catch (err) {
+    return { id: task.id, name: task.name, error: err instanceof Error ? err.message : String(err), ms: performance.now() - t0 };
+  }
+}
+
+/** The buffers of a result that can be transferred instead of copied. */
+export function resultTransferList(r: QuantTaskResult): ArrayBuffer[] {
+  const q = r.result;
+  if (!q) return [];
+  const arrays = [q.codes, q.scales, q.zeroPoints, q.scaleCodes, q.scaleGroupScales];
+  return arrays.filter((a): a is NonNullable<typeof a> => a != null).map((a) => a.buffer as ArrayBuffer);
+}
