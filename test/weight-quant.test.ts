@@ -123,3 +123,169 @@ describe('bit-exact: onnxruntime dequantizes peftc RTN weights exactly as peftc 
     });
   }
 });
+
+describe('bit-exact: Gemm, Gather and float16 weights', () => {
+  /** W[K, N] of a Gemm's B (transposed when transB). */
+  const asKN = (B: Float32Array, K: number, N: number, transB: boolean) => {
+    if (!transB) return B;
+    const W = new Float32Array(K * N);
+    for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) W[k * N + n] = B[n * K + k]!;
+    return W;
+  };
+
+  for (const transB of [false, true]) {
+    for (const format of ['matmulnbits', 'qdq'] as const) {
+      it(`Gemm transB=${Number(transB)} ${format} (no C, alpha 1)`, async () => {
+        const K = 80;
+        const N = 12;
+        const B = weights(K * N, 5 + Number(transB));
+        const b = new ModelBuilder({ opset: 21, irVersion: 10 });
+        const x = b.input('x', DataType.FLOAT, [K, K]);
+        const w = b.initializer('B', DataType.FLOAT, transB ? [N, K] : [K, N], B);
+        b.output(b.op('Gemm', [x, w], { transB: Number(transB) }, { name: 'gemm' }));
+        const model = b.build();
+        const options: WeightQuantOptions = { mode: 'int4', method: 'rtn', blockSize: 16, format };
+        quantize(model, options);
+        expect(opsOf(model)).toEqual(format === 'qdq' ? ['DequantizeLinear', 'Gemm'] : ['MatMulNBits']);
+        const got = await runIdentity(model, K, format === 'qdq' ? 'basic' : 'all');
+        expect(firstMismatch(got, expectedWeight(asKN(B, K, N, transB), K, N, configFor(options)))).toBeUndefined();
+      });
+    }
+  }
+
+  const gatherCases: Array<[string, WeightQuantOptions]> = [
+    ['int4 asymmetric GatherBlockQuantized', { mode: 'int4', method: 'rtn', blockSize: 16, gather: true }],
+    ['int4 symmetric GatherBlockQuantized', { mode: 'int4', method: 'rtn', blockSize: 32, gather: true, symmetric: true }],
+    ['int8 asymmetric GatherBlockQuantized', { mode: 'int8', method: 'rtn', blockSize: 16, gather: true }],
+    ['int8 symmetric GatherBlockQuantized', { mode: 'int8', method: 'rtn', blockSize: 16, gather: true, symmetric: true }],
+    ['int4 asymmetric Gather QDQ', { mode: 'int4', method: 'rtn', blockSize: 16, gather: true, format: 'qdq' }],
+  ];
+  for (const [label, options] of gatherCases) {
+    it(label, async () => {
+      const V = 37;
+      const D = 48;
+      const T = weights(V * D, 77);
+      const b = new ModelBuilder({ opset: 21, irVersion: 10 });
+      const idx = b.input('idx', DataType.INT64, [V]);
+      const t = b.initializer('table', DataType.FLOAT, [V, D], T);
+      b.output(b.op('Gather', [t, idx], { axis: 0 }, { name: 'embed' }));
+      const model = b.build();
+      const { report } = quantize(model, options);
+      expect(report.details.quantized).toBe(1);
+      const out = await runModel(model, { idx: Tensor.fromTypedArray('idx', DataType.INT64, [V], BigInt64Array.from({ length: V }, (_, i) => BigInt(i))) });
+      const got = Object.values(out)[0]!.toTypedArray<Float32Array>();
+      const want = dequantizeRows(quantizeRows(T, V, D, configFor(options)));
+      expect(firstMismatch(got, want), `ops ${opsOf(model).join(',')}`).toBeUndefined();
+    });
+  }
+
+  for (const format of ['matmulnbits', 'qdq'] as const) {
+    it(`float16 weights, float16 scales (${format})`, async () => {
+      const K = 64;
+      const N = 16;
+      const W = Float32Array.from(weights(K * N, 9), (v) => float16BitsToFloat32(float32ToFloat16Bits(v)));
+      const model = matmulModel(K, N, W, { dtype: DataType.FLOAT16 });
+      const options: WeightQuantOptions = { mode: 'int4', method: 'rtn', blockSize: 32, format };
+      quantize(model, options);
+      const I = Uint16Array.from(identity(K), float32ToFloat16Bits);
+      const out = await runModel(model, { x: Tensor.fromTypedArray('x', DataType.FLOAT16, [K, K], I) }, { graphOptimization: format === 'qdq' ? 'basic' : 'all' });
+      const got = Float32Array.from(Object.values(out)[0]!.toTypedArray<Uint16Array>(), float16BitsToFloat32);
+      const want = Float32Array.from(expectedWeight(W, K, N, configFor(options, 'float16')), (v) => float16BitsToFloat32(float32ToFloat16Bits(v)));
+      expect(firstMismatch(got, want), `ops ${opsOf(model).join(',')}`).toBeUndefined();
+    });
+  }
+});
+
+describe('property: onnxruntime runs quantized models as x @ (peftc dequantized W)', () => {
+  const blockSize = fc.constantFrom(16, 32, 64, 128, 256);
+  const caseArb = fc.record({
+    K: fc.integer({ min: 1, max: 300 }),
+    N: fc.integer({ min: 1, max: 40 }),
+    batch: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 3 }),
+    blockSize,
+    mode: fc.constantFrom('int4', 'int8', 'nf4') as fc.Arbitrary<'int4' | 'int8' | 'nf4'>,
+    symmetric: fc.boolean(),
+    format: fc.constantFrom('matmulnbits', 'qdq') as fc.Arbitrary<'matmulnbits' | 'qdq'>,
+    method: fc.constantFrom('rtn', 'mse') as fc.Arbitrary<'rtn' | 'mse'>,
+    seed: fc.nat(),
+    spread: fc.constantFrom(0.01, 0.5, 20),
+  });
+
+  it('outputs agree within float32 rounding (random shapes, K not a multiple of the block, sym/asym, all forms)', async () => {
+    await fc.assert(
+      fc.asyncProperty(caseArb, async (c) => {
+        const W = weights(c.K * c.N, c.seed, c.spread);
+        const b = new ModelBuilder({ opset: 21, irVersion: 10 });
+        const xShape = [...c.batch, c.K];
+        const x = b.input('x', DataType.FLOAT, xShape);
+        const w = b.initializer('W', DataType.FLOAT, [c.K, c.N], W);
+        b.output(b.op('MatMul', [x, w], {}, { name: 'mm' }));
+        const model = b.build();
+        const options: WeightQuantOptions = { mode: c.mode, symmetric: c.symmetric, blockSize: c.blockSize, format: c.format, method: c.method };
+        quantize(model, options);
+        const M = c.batch.reduce((a, v) => a * v, 1);
+        const xs = randomFloats(M * c.K, c.seed + 1);
+        const out = await runModel(model, { x: Tensor.fromTypedArray('x', DataType.FLOAT, xShape, xs) }, { graphOptimization: c.format === 'qdq' ? 'basic' : 'all' });
+        const got = Object.values(out)[0]!.toTypedArray<Float32Array>();
+        const Wq = expectedWeight(W, c.K, c.N, configFor(options));
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < c.N; n++) {
+            let ref = 0;
+            let mag = 0;
+            for (let k = 0; k < c.K; k++) {
+              ref += xs[m * c.K + k]! * Wq[k * c.N + n]!;
+              mag += Math.abs(xs[m * c.K + k]! * Wq[k * c.N + n]!);
+            }
+            const err = Math.abs(got[m * c.N + n]! - ref);
+            // float32 accumulation over K terms: a few ulps of the magnitude per term.
+            if (!(err <= 4 * 2 ** -23 * mag * Math.max(1, Math.log2(c.K + 1)) + 1e-30)) {
+              throw new Error(`${JSON.stringify(c)}: y[${m},${n}] = ${got[m * c.N + n]} vs reference ${ref} (magnitude ${mag}); ops ${opsOf(model).join(',')}`);
+            }
+          }
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('the weight error of MSE search is never above RTN (and the stats are the real error)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          rows: fc.integer({ min: 1, max: 24 }),
+          cols: fc.integer({ min: 1, max: 300 }),
+          blockSize,
+          mode: fc.constantFrom('int4', 'int8'),
+          symmetric: fc.boolean(),
+          scaleDtype: fc.constantFrom('float32', 'float16') as fc.Arbitrary<'float32' | 'float16'>,
+          seed: fc.nat(),
+          spread: fc.constantFrom(1e-3, 0.05, 3),
+        }),
+        (c) => {
+          const values = weights(c.rows * c.cols, c.seed, c.spread);
+          const base = { bits: c.mode === 'int8' ? 8 : 4, blockSize: c.blockSize, symmetric: c.symmetric, scaleDtype: c.scaleDtype } as const;
+          const rtn = quantizeRows(values, c.rows, c.cols, defaultQuantConfig({ ...base, method: 'rtn' }));
+          const mse = quantizeRows(values, c.rows, c.cols, defaultQuantConfig({ ...base, method: 'mse' }));
+          const err = (q: typeof rtn) => {
+            const d = dequantizeRows(q);
+            let sse = 0;
+            let max = 0;
+            for (let i = 0; i < values.length; i++) {
+              sse += (values[i]! - d[i]!) ** 2;
+              max = Math.max(max, Math.abs(values[i]! - d[i]!));
+            }
+            return { sse, max };
+          };
+          const eR = err(rtn);
+          const eM = err(mse);
+          expect(eM.sse).toBeLessThanOrEqual(eR.sse * (1 + 1e-12) + 1e-300);
+          expect(Math.abs(rtn.stats.sse - eR.sse)).toBeLessThanOrEqual(1e-9 * eR.sse + 1e-300);
+          expect(Math.abs(mse.stats.sse - eM.sse)).toBeLessThanOrEqual(1e-9 * eM.sse + 1e-300);
+          expect(mse.stats.maxAbs).toBe(eM.max);
+          expect(Math.abs(mse.stats.rtnSse! - eR.sse)).toBeLessThanOrEqual(1e-9 * eR.sse + 1e-300);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
