@@ -5,12 +5,13 @@
  */
 import { DataType, elementCount } from '../src/ir/dtype.js';
 import { kernel, type Kernel } from './registry.js';
-import { fromF64, input, normalizeAxis, readF64, requireDtype } from './util.js';
+import { checkAttributes, fromF64, input, normalizeAxis, readF64, requireDtype } from './util.js';
 
 const FLOATS = new Set<DataType>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
 
 function softmax(op: string, log: boolean): Kernel {
   return (inputs, node, ctx) => {
+    checkAttributes(node, ['axis']);
     const x = input(op, inputs, 0);
     requireDtype(op, x, FLOATS);
     const r = x.dims.length;
