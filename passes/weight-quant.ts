@@ -298,7 +298,7 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
   };
   let quantized = 0;
   const t0 = performance.now();
-  const run = runQuantTasks(tasks(), { workers }, (r: QuantTaskResult) => {
+  const emit = (r: QuantTaskResult) => {
     const job = jobList[r.id]!;
     if (!r.result) {
       skip(`kept '${job.weight.name}' in full precision: ${r.error}`);
@@ -315,6 +315,17 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
     ctx.log(
       `weight-quant: ${report.weight} [${report.rows}x${report.cols}] -> ${report.form}: rmse ${report.rmse.toExponential(3)}, relative ${report.relativeRmse.toExponential(3)}, max abs ${report.maxAbsError.toExponential(3)}${rtn}`,
     );
+  };
+  // Results arrive in completion order; they are applied in job order, so the model written is
+  // the same whatever the thread count (results that come early wait, quantized, in `pending`).
+  const pending = new Map<number, QuantTaskResult>();
+  let next = 0;
+  const run = runQuantTasks(tasks(), { workers }, (r: QuantTaskResult) => {
+    pending.set(r.id, r);
+    for (let p = pending.get(next); p; p = pending.get(next)) {
+      pending.delete(next++);
+      emit(p);
+    }
   });
   const ms = performance.now() - t0;
 

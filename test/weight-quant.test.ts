@@ -11,7 +11,11 @@
  * (the property tests below run that path at 'all' within tolerance).
  */
 import fc from 'fast-check';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadModel, saveModel } from '../src/onnx/io.js';
 import { DataType, float16BitsToFloat32, float32ToFloat16Bits } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/model.js';
 import { Tensor } from '../src/ir/tensor.js';
@@ -287,5 +291,171 @@ describe('property: onnxruntime runs quantized models as x @ (peftc dequantized 
       ),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('the weight-quant pass', () => {
+  const twoLayer = (opts: { opset?: number } = {}) => {
+    const b = new ModelBuilder({ opset: opts.opset ?? 21, irVersion: 10 });
+    const x = b.input('x', DataType.FLOAT, [2, 64]);
+    const w1 = b.initializer('layers.0.fc.weight', DataType.FLOAT, [64, 48], weights(64 * 48, 1));
+    const w2 = b.initializer('lm_head.weight', DataType.FLOAT, [48, 32], weights(48 * 32, 2));
+    const h = b.op('MatMul', [x, w1], {}, { name: '/layers.0/fc/MatMul' });
+    b.output(b.op('MatMul', [b.op('Relu', [h]), w2], {}, { name: '/lm_head/MatMul' }));
+    return b.build();
+  };
+
+  it('reports per-layer error and byte counts, and removes the float weights', () => {
+    const model = twoLayer();
+    const logs: string[] = [];
+    const pass = weightQuantization({ mode: 'int4', workers: 0 });
+    const [report] = runPipeline(model, [pass], { check: true, log: (m) => logs.push(m) });
+    expect(report!.details).toMatchObject({ quantized: 2, excluded: 0, skipped: 0, workers: 0, bytesBefore: (64 * 48 + 48 * 32) * 4 });
+    expect(model.graph.initializers.map((v) => v.name)).not.toContain('layers.0.fc.weight');
+    expect(pass.layers.map((l) => [l.weight, l.form, l.rows, l.cols])).toEqual([
+      ['layers.0.fc.weight', 'MatMulNBits', 48, 64],
+      ['lm_head.weight', 'MatMulNBits', 32, 48],
+    ]);
+    for (const l of pass.layers) {
+      expect(l.rmse).toBeGreaterThan(0);
+      expect(l.relativeRmse).toBeLessThan(0.2);
+      expect(l.rtnRmse).toBeGreaterThanOrEqual(l.rmse);
+      expect(l.bytesAfter).toBeLessThan(l.bytesBefore / 4);
+    }
+    expect(logs.filter((m) => /rmse .* relative .* max abs/.test(m))).toHaveLength(2);
+    expect(model.opsetImports).toContainEqual({ domain: 'com.microsoft', version: 1 });
+  });
+
+  it('--exclude keeps matching nodes or weights in full precision', () => {
+    for (const pattern of ['lm_head', '/lm_head/*', '*head.weight']) {
+      const model = twoLayer();
+      const [report] = runPipeline(model, [weightQuantization({ mode: 'int4', exclude: [pattern], workers: 0 })], { check: true });
+      expect(report!.details).toMatchObject({ quantized: 1, excluded: 1 });
+      expect(opsOf(model)).toEqual(['MatMulNBits', 'Relu', 'MatMul']);
+      expect(model.graph.localValue('lm_head.weight')?.initializer).toBeDefined();
+    }
+  });
+
+  it('quantizes a shared weight once; a weight other nodes read in full precision stays for them', async () => {
+    const b = new ModelBuilder({ opset: 21, irVersion: 10 });
+    const x = b.input('x', DataType.FLOAT, [32, 32]);
+    const W = weights(32 * 32, 3);
+    const w = b.initializer('W', DataType.FLOAT, [32, 32], W);
+    const y1 = b.op('MatMul', [x, w], {}, { name: 'a' });
+    const y2 = b.op('MatMul', [y1, w], {}, { name: 'b' });
+    b.output(b.op('Add', [y2, w], {}, { name: 'plus_w' }));
+    const model = b.build();
+    const pass = weightQuantization({ mode: 'int4', method: 'rtn', workers: 0 });
+    runPipeline(model, [pass], { check: true });
+    expect(pass.layers).toHaveLength(1);
+    expect(pass.layers[0]!.nodes).toEqual(['a', 'b']);
+    expect(opsOf(model)).toEqual(['MatMulNBits', 'MatMulNBits', 'Add']);
+    const [a, bNode] = model.graph.nodes;
+    expect(a!.inputs.slice(1)).toEqual(bNode!.inputs.slice(1));
+    expect(model.graph.localValue('W')?.uses.map((u) => u.node.name)).toEqual(['plus_w']);
+    // Outputs: x @ Wq @ Wq + W.
+    const xs = randomFloats(32 * 32, 4);
+    const out = Object.values(await runModel(model, { x: Tensor.fromTypedArray('x', DataType.FLOAT, [32, 32], xs) }))[0]!.toTypedArray<Float32Array>();
+    const Wq = expectedWeight(W, 32, 32, configFor({ mode: 'int4', method: 'rtn' }));
+    const mm = (A: Float64Array | Float32Array, B: Float32Array) => {
+      const C = new Float64Array(32 * 32);
+      for (let i = 0; i < 32; i++) for (let j = 0; j < 32; j++) for (let k = 0; k < 32; k++) C[i * 32 + j]! += A[i * 32 + k]! * B[k * 32 + j]!;
+      return C;
+    };
+    const ref = mm(mm(xs, Wq), Wq).map((v, i) => v + W[i]!);
+    for (let i = 0; i < ref.length; i++) expect(out[i]).toBeCloseTo(ref[i]!, 4);
+  });
+
+  for (const format of ['matmulnbits', 'qdq'] as const) {
+    it(`Gemm with alpha, beta and C (constant and computed), ${format}`, async () => {
+      const M = 4;
+      const K = 40;
+      const N = 24;
+      const B = weights(N * K, 11);
+      const C = weights(N, 12, 1);
+      const build = (Bw: Float32Array, alpha: number) => {
+        const b = new ModelBuilder({ opset: 21, irVersion: 10 });
+        const x = b.input('x', DataType.FLOAT, [M, K]);
+        const c2 = b.input('c2', DataType.FLOAT, [M, N]);
+        const w = b.initializer('B', DataType.FLOAT, [N, K], Bw);
+        const c = b.initializer('C', DataType.FLOAT, [N], C);
+        b.output(b.op('Gemm', [x, w, c], { transB: 1, alpha: { float: alpha }, beta: { float: 0.5 } }, { name: 'g1' }));
+        b.output(b.op('Gemm', [x, w, c2], { transB: 1, alpha: { float: alpha }, beta: { float: 1 } }, { name: 'g2' }));
+        return b.build();
+      };
+      const model = build(B, 1.5);
+      const options: WeightQuantOptions = { mode: 'int8', method: 'rtn', blockSize: 16, format, workers: 0 };
+      runPipeline(model, [weightQuantization(options)], { check: true });
+      // Reference: the same Gemms over the dequantized weights (alpha folded first for MatMulNBits).
+      const folded = format === 'matmulnbits';
+      const Bs = folded ? B.map((v) => Math.fround(v * 1.5)) : B;
+      const Bq = dequantizeRows(quantizeRows(Bs, N, K, configFor(options)));
+      const reference = build(Bq, folded ? 1 : 1.5);
+      const feeds = { x: Tensor.fromTypedArray('x', DataType.FLOAT, [M, K], randomFloats(M * K, 1)), c2: Tensor.fromTypedArray('c2', DataType.FLOAT, [M, N], randomFloats(M * N, 2)) };
+      const got = await runModel(model, feeds, { graphOptimization: 'basic' });
+      const want = await runModel(reference, feeds, { graphOptimization: 'basic' });
+      for (const name of Object.keys(want)) {
+        const g = got[name]!.toTypedArray<Float32Array>();
+        const w = want[name]!.toTypedArray<Float32Array>();
+        for (let i = 0; i < w.length; i++) expect(Math.abs(g[i]! - w[i]!)).toBeLessThan(1e-5);
+      }
+    });
+  }
+
+  it('refuses what it cannot do, with a clear message', () => {
+    expect(() => runPipeline(twoLayer({ opset: 17 }), [weightQuantization({ mode: 'int4', format: 'qdq' })])).toThrow(/opset 21.*opset 17.*--quant-format matmulnbits/);
+    expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', blockSize: 48 })])).toThrow(/block size 48.*power of two from 16 to 256/);
+    expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', method: 'awq' as never })])).toThrow(/awq and gptq need calibration data/);
+    expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', scaleDtype: 'float16' })])).toThrow(/float16 scales need --quant-format qdq/);
+  });
+
+  it('float16 scales on a float32 model (qdq): DequantizeLinear in float16, then Cast', async () => {
+    const K = 64;
+    const N = 8;
+    const W = weights(K * N, 21);
+    const model = matmulModel(K, N, W);
+    const options: WeightQuantOptions = { mode: 'int4', method: 'mse', format: 'qdq', scaleDtype: 'float16', workers: 0 };
+    runPipeline(model, [weightQuantization(options)], { check: true });
+    expect(opsOf(model)).toEqual(['DequantizeLinear', 'Cast', 'MatMul']);
+    const got = await runIdentity(model, K, 'basic');
+    // DequantizeLinear computes in float16: (q - z) * s rounded to float16.
+    const want = Float32Array.from(expectedWeight(W, K, N, configFor(options, 'float16')), (v) => float16BitsToFloat32(float32ToFloat16Bits(v)));
+    expect(firstMismatch(got, want)).toBeUndefined();
+  });
+});
+
+describe('worker threads', () => {
+  const manyLayers = (n: number) => {
+    const b = new ModelBuilder({ opset: 21, irVersion: 10 });
+    let h = b.input('x', DataType.FLOAT, [1, 96]);
+    for (let i = 0; i < n; i++) h = b.op('MatMul', [h, b.initializer(`w${i}`, DataType.FLOAT, [96, 96], weights(96 * 96, 100 + i))], {}, { name: `mm${i}` });
+    b.output(h);
+    return b.build();
+  };
+  const initializerBytes = (m: Model) => m.graph.initializers.map((v) => [v.name, Buffer.from(v.initializer!.bytes()).toString('base64')]);
+
+  it('give the same model as quantizing in this thread, and read external data themselves', () => {
+    const inThread = manyLayers(6);
+    runPipeline(inThread, [weightQuantization({ mode: 'int4', workers: 0 })], { check: true });
+
+    const threaded = manyLayers(6);
+    const [report] = runPipeline(threaded, [weightQuantization({ mode: 'int4', workers: 2 })], { check: true });
+    expect(report!.details.workers).toBe(2);
+    expect(initializerBytes(threaded)).toEqual(initializerBytes(inThread));
+
+    // Weights in an external data file: the workers read their ranges from the file.
+    const dir = mkdtempSync(join(tmpdir(), 'peftc-wq-'));
+    try {
+      saveModel(manyLayers(6), join(dir, 'm.onnx'), { externalData: 'all', durable: false });
+      const external = loadModel(join(dir, 'm.onnx'));
+      expect(external.graph.initializers.every((v) => v.initializer!.isExternal)).toBe(true);
+      const [r] = runPipeline(external, [weightQuantization({ mode: 'int4', workers: 2 })], { check: true });
+      expect(r!.details.workers).toBe(2);
+      expect(initializerBytes(external)).toEqual(initializerBytes(inThread));
+      // Quantized weights of external weights stay external when written.
+      expect(external.graph.initializers.every((v) => v.initializer!.prefersExternal)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
