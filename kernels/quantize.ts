@@ -39,7 +39,7 @@ const SCALE_TYPES = new Set<DataType>([DataType.FLOAT, DataType.FLOAT16, DataTyp
  * (the coordinate along `axis`) or blocked (the block along `axis`, other coordinates as is).
  */
 function paramIndex(op: string, node: Node, x: Tensor, scale: Tensor, zp: Tensor | null, opset: number): Int32Array {
-  if (zp && zp.dims.join() !== scale.dims.join()) throw new KernelUnsupported(op, `zero point shape [${zp.dims.join(',')}] unlike scale [${scale.dims.join(',')}]`);
+  if (zp && zp.dims.join() !== scale.dims.join() && !(zp.elementCount === 1 && scale.elementCount === 1)) throw new KernelUnsupported(op, `zero point shape [${zp.dims.join(',')}] unlike scale [${scale.dims.join(',')}]`);
   const block = opset >= 21 ? node.attrInt('block_size', 0) : 0;
   const n = x.elementCount;
   if (block === 0 && scale.dims.length <= 1 && scale.elementCount === 1) return new Int32Array(n);

@@ -373,7 +373,7 @@ const FLOAT8_FORMATS: Partial<Record<DataType, Float8Format>> = {
  * saturate: finite values beyond the largest finite round to it, E4M3FN/E5M2 infinities become
  * the largest finite; otherwise overflow gives NaN (E5M2: infinity) and infinities stay infinite
  * (E5M2) or become NaN. Where the reference implementations disagree (a FNUZ infinity under
- * saturate; E4M3FN values in [480, 496) without saturate) it throws KernelUnsupported instead of
+ * saturate; without saturate, E4M3FN values in [480, 496) and E5M2 values in [61440, 65536)) it throws KernelUnsupported instead of
  * picking one.
  */
 export function float8Encode(dtype: DataType, v: number, saturate: boolean): number {
@@ -399,6 +399,10 @@ export function float8Encode(dtype: DataType, v: number, saturate: boolean): num
     // onnx<=1.17's and onnxruntime's E4M3FN encoder turn [480, 496) into 448 without saturate;
     // round-to-nearest-even (and ml_dtypes) overflow to NaN there.
     if (dtype === DataType.FLOAT8E4M3FN && a >= 480 && a < 496) {
+      throw new KernelUnsupported('Cast', `${v} to ${dtypeName(dtype)} without saturate (implementations differ)`);
+    }
+    // Likewise their E5M2 encoder gives NaN, not infinity, where rounding overflows in the top binade.
+    if (dtype === DataType.FLOAT8E5M2 && a < 65536) {
       throw new KernelUnsupported('Cast', `${v} to ${dtypeName(dtype)} without saturate (implementations differ)`);
     }
     return f.inf >= 0 ? sign | f.inf : f.uz ? f.nan : sign | f.nan;
