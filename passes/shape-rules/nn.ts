@@ -37,13 +37,21 @@ function windowAttrs(r: RuleInput, kernel: number[]): Window | undefined {
 }
 
 /** Spatial output dims of a convolution or pooling window over `spatial` input dims. */
-function windowOutput(spatial: Shape, w: Window, ceilMode: boolean): Shape {
+function windowOutput(spatial: Shape, w: Window, ceilMode: boolean, pooling: boolean): Shape {
   return spatial.map((n, i) => {
     if (!isNum(n)) return null;
     const k = (w.kernel[i]! - 1) * w.dilations[i]! + 1;
     const s = w.strides[i]!;
-    if (w.autoPad === 'SAME_UPPER' || w.autoPad === 'SAME_LOWER') return Math.ceil(n / s);
-    if (w.autoPad === 'VALID') return n < k ? null : Math.floor((n - k) / s) + 1;
+    if (w.autoPad === 'SAME_UPPER' || w.autoPad === 'SAME_LOWER') {
+      // onnxruntime pads dilated pooling windows as if undilated (an output can come out smaller
+      // than ceil(n / s), even empty): unknown there.
+      return pooling && w.dilations[i] !== 1 ? null : Math.ceil(n / s);
+    }
+    if (w.autoPad === 'VALID') {
+      // onnxruntime applies ceil_mode to VALID pooling too; the spec's formula does not.
+      if (n < k || (ceilMode && (n - k) % s !== 0)) return null;
+      return Math.floor((n - k) / s) + 1;
+    }
     if (w.autoPad !== 'NOTSET') return null;
     const span = n + w.pads[i]! + w.pads[i + spatial.length]! - k;
     if (span < 0) return null;
@@ -64,7 +72,7 @@ function conv(xAt: number, wAt: number, elemType: (r: RuleInput) => number | und
     if (rank === undefined || rank < 3) return [{ elemType: t }];
     const kernel = attrIntsOr(r.node, 'kernel_shape') ?? (w && w.slice(2).every(isNum) ? (w.slice(2) as number[]) : undefined);
     const win = kernel && kernel.length === rank - 2 ? windowAttrs(r, kernel) : undefined;
-    const spatial = x && win ? windowOutput(x.slice(2), win, false) : new Array<D>(rank - 2).fill(null);
+    const spatial = x && win ? windowOutput(x.slice(2), win, false, false) : new Array<D>(rank - 2).fill(null);
     return [{ elemType: t, shape: [x?.[0] ?? null, w?.[0] ?? null, ...spatial] }];
   };
 }
@@ -90,9 +98,12 @@ const convTranspose: Rule = (r) => {
       spatial = x.slice(2).map((d, i) => {
         if (!isNum(d)) return null;
         const s = win.strides[i]!;
-        if (win.autoPad === 'SAME_UPPER' || win.autoPad === 'SAME_LOWER') return d * s;
+        const span = outPad[i]! + (kernel[i]! - 1) * win.dilations[i]! + 1;
+        // SAME pads up to d * stride; a window narrower than the stride would need negative padding,
+        // which runtimes clamp differently: unknown then.
+        if (win.autoPad === 'SAME_UPPER' || win.autoPad === 'SAME_LOWER') return span >= s ? d * s : null;
         const pads = win.autoPad === 'VALID' ? 0 : win.autoPad === 'NOTSET' ? win.pads[i]! + win.pads[i + n]! : NaN;
-        return s * (d - 1) + outPad[i]! + (kernel[i]! - 1) * win.dilations[i]! + 1 - pads;
+        return s * (d - 1) + span - pads;
       });
     }
   }
@@ -108,7 +119,7 @@ function pool(withIndices: boolean): Rule {
     if (x && x.length >= 3) {
       const win = kernel && kernel.length === x.length - 2 ? windowAttrs(r, kernel) : undefined;
       const ceil = attrIntOr(r.node, 'ceil_mode', 0) === 1;
-      shape = [x[0]!, x[1]!, ...(win ? windowOutput(x.slice(2), win, ceil) : x.slice(2).map(() => null))];
+      shape = [x[0]!, x[1]!, ...(win ? windowOutput(x.slice(2), win, ceil, true) : x.slice(2).map(() => null))];
     }
     return withIndices ? [{ elemType, shape }, { elemType: DataType.INT64, shape }] : [{ elemType, shape }];
   };
