@@ -313,7 +313,7 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
     layers.push(report);
     const rtn = report.rtnRmse !== undefined ? ` (rtn rmse ${report.rtnRmse.toExponential(3)})` : '';
     ctx.log(
-      `weight-quant: ${report.weight} [${report.rows}x${report.cols}] -> ${report.form}: rmse ${report.rmse.toExponential(3)}, relative ${report.relativeRmse.toExponential(3)}, max abs ${report.maxAbsError.toExponential(3)}${rtn}`,
+      `weight-quant: ${report.weight} (${report.nodes.join(', ')}) [${report.rows}x${report.cols}] -> ${report.form}: rmse ${report.rmse.toExponential(3)}, relative ${report.relativeRmse.toExponential(3)}, max abs ${report.maxAbsError.toExponential(3)}${rtn}`,
     );
   };
   // Results arrive in completion order; they are applied in job order, so the model written is

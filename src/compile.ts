@@ -12,6 +12,7 @@ import { runPipeline, type PassReport } from '../passes/pass.js';
 import { cleanupPipeline } from '../passes/pipelines.js';
 import { mergeAdapters } from '../passes/lora-adapter-merge.js';
 import { loadAdapter, type Adapter } from './peft/adapter.js';
+import { weightQuantization, type LayerQuantReport, type WeightQuantFormat } from '../passes/weight-quant.js';
 
 export const TARGETS = ['cpu', 'cuda', 'xla'] as const;
 export type Target = (typeof TARGETS)[number];
@@ -20,7 +21,23 @@ export type QuantMode = (typeof QUANT_MODES)[number];
 
 /** What this build can do; the rest is refused up front with a clear message. */
 const IMPLEMENTED_TARGETS: readonly Target[] = ['cpu'];
-const IMPLEMENTED_QUANT: readonly QuantMode[] = ['none'];
+const IMPLEMENTED_QUANT: readonly QuantMode[] = ['none', 'int8-weight', 'int4', 'nf4'];
+/** Weight-only modes (passes/weight-quant.ts) and the pass mode each maps to. */
+const WEIGHT_QUANT_MODES: Partial<Record<QuantMode, 'int4' | 'int8' | 'nf4'>> = { int4: 'int4', 'int8-weight': 'int8', nf4: 'nf4' };
+export const QUANT_METHODS = ['rtn', 'mse', 'awq', 'gptq'] as const;
+export const QUANT_FORMATS = ['matmulnbits', 'qdq'] as const;
+
+/** Weight-only quantization settings (--quant int4|int8-weight|nf4). */
+export interface WeightQuantSettings {
+  /** Default 'mse'; 'awq' and 'gptq' need calibration data and are refused for now. */
+  method?: (typeof QUANT_METHODS)[number];
+  blockSize?: number;
+  symmetric?: boolean;
+  /** Default by target: matmulnbits for cpu/cuda, qdq (standard ops) for xla. */
+  format?: WeightQuantFormat;
+  /** Node or weight names kept in full precision. */
+  exclude?: string[];
+}
 
 export interface CompileOptions {
   target: Target;
@@ -35,6 +52,7 @@ export interface CompileOptions {
   /** PEFT adapter folders to merge, each with the weight of its delta. */
   lora?: Array<{ dir: string; weight: number }>;
   externalData?: ExternalPolicy;
+  weightQuant?: WeightQuantSettings;
   log?: (message: string) => void;
   onReport?: (report: PassReport) => void;
 }
@@ -47,6 +65,8 @@ export interface CompileResult {
   before: ModelSummary;
   after: ModelSummary;
   passes: PassReport[];
+  /** Per-layer weight quantization error, when weights were quantized. */
+  quantization?: LayerQuantReport[];
   written: SaveResult;
   ms: { load: number; passes: number; save: number; total: number };
 }
@@ -65,6 +85,11 @@ export function compileModel(input: string, options: CompileOptions): CompileRes
   if (!IMPLEMENTED_QUANT.includes(options.quant)) {
     throw new PeftcError(`--quant ${options.quant} is not available in this build yet (available: ${IMPLEMENTED_QUANT.join(', ')})`);
   }
+  const weightMode = WEIGHT_QUANT_MODES[options.quant];
+  const wq = options.weightQuant ?? {};
+  if (wq.method === 'awq' || wq.method === 'gptq') {
+    throw new PeftcError(`--quant-method ${wq.method} needs calibration data and is not implemented yet; use --quant-method mse (the default, needs no data) or rtn`);
+  }
   const output = resolveOutputPath(input, options.output);
   const t0 = performance.now();
   // Adapters are read (headers only) before the model, so a bad adapter fails fast.
@@ -82,6 +107,19 @@ export function compileModel(input: string, options: CompileOptions): CompileRes
     onReport: options.onReport,
   });
   const passes = [...merge, ...cleanup];
+  let quantization: LayerQuantReport[] | undefined;
+  if (weightMode) {
+    const pass = weightQuantization({
+      mode: weightMode,
+      method: wq.method,
+      blockSize: wq.blockSize,
+      symmetric: wq.symmetric,
+      format: wq.format ?? (options.target === 'xla' ? 'qdq' : 'matmulnbits'),
+      exclude: wq.exclude,
+    });
+    passes.push(...runPipeline(model, [pass], { check: options.check, log: options.log, onReport: options.onReport }));
+    quantization = pass.layers;
+  }
   const after = summarizeModel(model);
   const t2 = performance.now();
   const written = saveModel(model, output, { externalData: options.externalData });
@@ -94,6 +132,7 @@ export function compileModel(input: string, options: CompileOptions): CompileRes
     before,
     after,
     passes,
+    ...(quantization ? { quantization } : {}),
     written,
     ms: { load: t1 - t0, passes: t2 - t1, save: t3 - t2, total: t3 - t0 },
   };

@@ -8,7 +8,7 @@ import { hideBin } from 'yargs/helpers';
 import { PeftcError } from '../errors.js';
 import { loadModel } from '../onnx/io.js';
 import { formatBytes, renderSummary, summarizeModel } from '../inspect.js';
-import { compileModel, QUANT_MODES, resolveOutputPath, TARGETS, type CompileResult } from '../compile.js';
+import { compileModel, QUANT_FORMATS, QUANT_METHODS, QUANT_MODES, resolveOutputPath, TARGETS, type CompileResult } from '../compile.js';
 import { writeFileAtomic } from '../atomic-write.js';
 import { parseLoraArg } from '../peft/adapter.js';
 import type { PassReport } from '../../passes/pass.js';
@@ -64,6 +64,12 @@ async function main(): Promise<void> {
           .positional('model', { type: 'string', demandOption: true, describe: 'path to a .onnx file' })
           .option('target', { choices: TARGETS, default: 'cpu' as const, describe: 'deployment target' })
           .option('quant', { choices: QUANT_MODES, default: 'none' as const, describe: 'quantization mode' })
+          .option('quant-method', { choices: QUANT_METHODS, default: 'mse' as const, describe: 'weight-only (int4, int8-weight, nf4): rtn rounds to nearest; mse searches clipped scales per block' })
+          .option('block-size', { type: 'number', default: 32, describe: 'weight-only: values per quantization block along the reduction axis (16..256, power of two)' })
+          .option('symmetric', { type: 'boolean', describe: 'weight-only: no zero points' })
+          .option('asymmetric', { type: 'boolean', describe: 'weight-only: zero points per block (the default)' })
+          .option('quant-format', { choices: QUANT_FORMATS, describe: 'weight-only: matmulnbits (onnxruntime contrib ops; default for cpu/cuda) or qdq (standard DequantizeLinear, opset 21)' })
+          .option('exclude', { type: 'string', array: true, describe: 'weight-only: node or weight name (substring, or * ? glob) to keep in full precision (repeatable)' })
           .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'output .onnx file, or a folder' })
           .option('lora', { type: 'string', array: true, describe: 'PEFT adapter folder to merge, optionally with a weight: DIR[:WEIGHT] (repeatable)' })
           .option('keep-lora', { type: 'boolean', default: false, describe: 'leave unmerged LoRA branches in the graph instead of folding them into the base weights' })
@@ -75,6 +81,7 @@ async function main(): Promise<void> {
       (args) => {
         const log = (m: string) => process.stderr.write(`${m}\n`);
         if (args.report) resolveOutputPath(args.report, args.report); // fail before writing anything
+        if (args.symmetric && args.asymmetric) throw new PeftcError('--symmetric and --asymmetric contradict each other; give one');
         if (!args.json) log(`peftc compile ${args.model} --target ${args.target} --quant ${args.quant}`);
         const result = compileModel(args.model, {
           target: args.target,
@@ -85,6 +92,13 @@ async function main(): Promise<void> {
           externalData: args['external-data'],
           lora: (args.lora ?? []).map(parseLoraArg),
           keepLora: args['keep-lora'],
+          weightQuant: {
+            method: args['quant-method'],
+            blockSize: args['block-size'],
+            symmetric: args.symmetric === true,
+            format: args['quant-format'],
+            exclude: args.exclude,
+          },
           log,
           onReport: args.json ? undefined : (r) => log(formatPassLine(r)),
         });
