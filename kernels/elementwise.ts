@@ -269,8 +269,11 @@ function intPow(base: bigint, exp: bigint, dtype: DataType): bigint {
     if (base === -1n) return exp % 2n === 0n ? 1n : -1n;
     throw new KernelUnsupported('Pow', 'an integer base with a negative integer exponent');
   }
-  const r = base ** exp;
   const [lo, hi] = intRangeBig(dtype);
+  if (base === 0n || base === 1n) return exp === 0n ? 1n : base;
+  if (base === -1n) return exp % 2n === 0n ? 1n : -1n;
+  if (exp >= 64n) throw new KernelUnsupported('Pow', `an integer power that overflows ${dtypeName(dtype)}`);
+  const r = base ** exp;
   if (r < lo || r > hi) throw new KernelUnsupported('Pow', `an integer power that overflows ${dtypeName(dtype)}`);
   return r;
 }

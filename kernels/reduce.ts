@@ -6,11 +6,13 @@
  * the others 18); from then on an absent or empty axes input reduces everything, unless
  * noop_with_empty_axes=1, which returns the input unchanged. Negative axes count from the end.
  *
- * Floats accumulate in float64 and are rounded to the type once. Integer sums and products are
- * exact modulo the type's width (what numpy's wider accumulator cast back and onnxruntime's
- * wrapping accumulator both give); int64/uint64 accumulate as bigints in BigInt64Array storage.
+ * Floats accumulate in float64 and are rounded to the type once (ReduceLogSumExp as
+ * max + log(sum(exp(x - max))), like ONNX's reference). Integer reductions are exact (bigint);
+ * a result that does not fit the type is refused, since numpy wraps and onnxruntime saturates.
+ * Also refused: NaN in a float max/min, squares or running products that overflow a float type
+ * part way (see checkFloatInputs), the mean of an empty set of integers.
  * Reducing an empty set gives the spec's identities (0 for sums, 1 for products, -inf / the
- * type's minimum for max, +inf / maximum for min); an empty or overflowing integer mean is refused.
+ * type's minimum for max, +inf / maximum for min).
  */
 import { DataType, dtypeName, elementCount } from '../src/ir/dtype.js';
 import type { Node } from '../src/ir/graph.js';
@@ -19,11 +21,13 @@ import { kernel, KernelUnsupported, type Kernel } from './registry.js';
 import {
   checkAttributes,
   domainOf,
+  fromBig,
   fromF64,
   input,
   intRange,
   intRangeBig,
   isFloatType,
+  roundToType,
   normalizeAxis,
   NUMERIC_NO_BOOL,
   readBig,
@@ -129,87 +133,99 @@ function reduceFloat(kind: Reducer, v: Float64Array, p: Plan): Float64Array {
   return acc;
 }
 
-/** Integers of at most 32 bits (and bool for max/min): exact, results wrapped by fromF64. */
-function reduceSmallInt(op: string, kind: Reducer, x: Tensor, p: Plan): Tensor {
-  const v = readF64(x);
+/**
+ * Integers (and bool for max/min), exactly: a sum, product or mean whose exact value does not fit
+ * the type is refused (numpy wraps, onnxruntime saturates).
+ */
+function reduceInt(op: string, kind: Reducer, x: Tensor, p: Plan): Tensor {
   const { map, nOut } = p;
-  const n = v.length;
-  const acc = new Float64Array(nOut);
-  const [lo, hi] = intRange(x.dtype);
-  switch (kind) {
-    case 'sum':
-    case 'mean':
-    case 'l1':
-    case 'sumsquare': {
-      for (let i = 0; i < n; i++) {
-        const e = v[i]!;
-        acc[map[i]!]! += kind === 'l1' ? Math.abs(e) : kind === 'sumsquare' ? e * e : e;
+  const n = x.elementCount;
+  if (kind === 'max' || kind === 'min') {
+    if (domainOf(x.dtype) === 'big') {
+      const v = readBig(x);
+      const [lo, hi] = intRangeBig(x.dtype);
+      const acc = x.dtype === DataType.INT64 ? new BigInt64Array(nOut) : new BigUint64Array(nOut);
+      acc.fill(kind === 'max' ? lo : hi);
+      if (kind === 'max') {
+        for (let i = 0; i < n; i++) if (v[i]! > acc[map[i]!]!) acc[map[i]!] = v[i]!;
+      } else {
+        for (let i = 0; i < n; i++) if (v[i]! < acc[map[i]!]!) acc[map[i]!] = v[i]!;
       }
-      for (const s of acc) if (Math.abs(s) > 2 ** 53) throw new KernelUnsupported(op, 'an integer sum beyond 2^53');
-      if (kind === 'mean') {
-        if (p.count === 0) throw new KernelUnsupported(op, 'the mean of an empty set of integers');
-        for (let o = 0; o < nOut; o++) {
-          const s = acc[o]!;
-          if (s < lo || s > hi) throw new KernelUnsupported(op, `an integer mean whose sum overflows ${dtypeName(x.dtype)}`);
-          acc[o] = Math.trunc(s / p.count);
-        }
-      }
-      break;
+      return Tensor.fromTypedArray('', x.dtype, p.dims, acc);
     }
-    case 'prod': {
-      acc.fill(1);
-      for (let i = 0; i < n; i++) {
-        const o = map[i]!;
-        acc[o] = x.dtype === DataType.UINT32 ? Math.imul(acc[o]!, v[i]!) >>> 0 : Math.imul(acc[o]!, v[i]!);
-      }
-      break;
-    }
-    case 'max':
-      acc.fill(lo);
+    const v = readF64(x);
+    const [lo, hi] = intRange(x.dtype);
+    const acc = new Float64Array(nOut).fill(kind === 'max' ? lo : hi);
+    if (kind === 'max') {
       for (let i = 0; i < n; i++) if (v[i]! > acc[map[i]!]!) acc[map[i]!] = v[i]!;
-      break;
-    case 'min':
-      acc.fill(hi);
+    } else {
       for (let i = 0; i < n; i++) if (v[i]! < acc[map[i]!]!) acc[map[i]!] = v[i]!;
-      break;
-    default:
-      throw new KernelUnsupported(op, `${dtypeName(x.dtype)} input`);
+    }
+    return fromF64(x.dtype, p.dims, acc);
   }
-  return fromF64(x.dtype, p.dims, acc);
+  if (!(kind === 'sum' || kind === 'mean' || kind === 'prod' || kind === 'l1' || kind === 'sumsquare')) {
+    throw new KernelUnsupported(op, `${dtypeName(x.dtype)} input`);
+  }
+  const [lo, hi] = intRangeBig(x.dtype);
+  const v = readBig(x);
+  // Exact bigint accumulation; results that do not fit the type are refused below.
+  const acc: bigint[] = new Array<bigint>(nOut).fill(kind === 'prod' ? 1n : 0n);
+  const limit = 1n << 130n; // beyond every type's range: keeps products bounded (a later 0 still gives 0)
+  for (let i = 0; i < n; i++) {
+    const o = map[i]!;
+    const e = v[i]!;
+    if (kind === 'prod') {
+      const a = acc[o]! * e;
+      acc[o] = a > limit ? limit : a < -limit ? -limit : a;
+    } else if (kind === 'l1') acc[o] = acc[o]! + (e < 0n ? -e : e);
+    else if (kind === 'sumsquare') acc[o] = acc[o]! + e * e;
+    else acc[o] = acc[o]! + e;
+  }
+  for (let o = 0; o < nOut; o++) {
+    const a = acc[o]!;
+    if (a < lo || a > hi) throw new KernelUnsupported(op, `a ${kind} that overflows ${dtypeName(x.dtype)} (implementations wrap or saturate)`);
+    if (kind === 'mean') {
+      if (p.count === 0) throw new KernelUnsupported(op, 'the mean of an empty set of integers');
+      // Beyond 2^52 a float64 mean (numpy, onnxruntime) is no longer the exact quotient.
+      if (a > 2n ** 52n || a < -(2n ** 52n)) throw new KernelUnsupported(op, 'an integer mean of a sum beyond 2^52');
+      acc[o] = a / BigInt(p.count); // truncates toward zero, as C's division and numpy's cast back do
+    }
+  }
+  return fromBig(x.dtype, p.dims, acc);
 }
 
-function reduceBig(op: string, kind: Reducer, x: Tensor, p: Plan): Tensor {
-  const v = readBig(x);
-  const { map, nOut } = p;
-  const n = v.length;
-  const acc = x.dtype === DataType.INT64 ? new BigInt64Array(nOut) : new BigUint64Array(nOut);
-  const [lo, hi] = intRangeBig(x.dtype);
-  switch (kind) {
-    case 'sum':
-      for (let i = 0; i < n; i++) acc[map[i]!] = acc[map[i]!]! + v[i]!; // stores wrap modulo 2^64
-      break;
-    case 'l1':
-      for (let i = 0; i < n; i++) acc[map[i]!] = acc[map[i]!]! + (v[i]! < 0n ? -v[i]! : v[i]!);
-      break;
-    case 'sumsquare':
-      for (let i = 0; i < n; i++) acc[map[i]!] = acc[map[i]!]! + v[i]! * v[i]!;
-      break;
-    case 'prod':
-      acc.fill(1n);
-      for (let i = 0; i < n; i++) acc[map[i]!] = acc[map[i]!]! * v[i]!;
-      break;
-    case 'max':
-      acc.fill(lo);
-      for (let i = 0; i < n; i++) if (v[i]! > acc[map[i]!]!) acc[map[i]!] = v[i]!;
-      break;
-    case 'min':
-      acc.fill(hi);
-      for (let i = 0; i < n; i++) if (v[i]! < acc[map[i]!]!) acc[map[i]!] = v[i]!;
-      break;
-    default:
-      throw new KernelUnsupported(op, `${dtypeName(x.dtype)} input`);
+/**
+ * Refuses float reductions whose result depends on the implementation: NaN in a max/min (numpy
+ * propagates it, onnxruntime skips it), squares that overflow the type (numpy squares in the
+ * type), and products whose running value overflows or underflows the type part way (numpy and
+ * onnxruntime multiply in the type) while the exact product does not, or the reverse.
+ */
+function checkFloatInputs(op: string, kind: Reducer, dtype: DataType, v: Float64Array, p: Plan): void {
+  if (kind === 'max' || kind === 'min') {
+    if (v.some(Number.isNaN)) throw new KernelUnsupported(op, 'NaN inputs (implementations differ)');
+  } else if ((kind === 'sumsquare' || kind === 'l2') && dtype !== DataType.DOUBLE) {
+    for (const e of v) if (Number.isFinite(e) && !Number.isFinite(roundToType(dtype, e * e))) throw new KernelUnsupported(op, `a square that overflows ${dtypeName(dtype)}`);
+  } else if (kind === 'logsumexp' && (dtype === DataType.FLOAT16 || dtype === DataType.BFLOAT16)) {
+    // onnxruntime's half-precision kernel exponentiates without subtracting the maximum.
+    for (const e of v) if (Number.isFinite(e) && e > 88) throw new KernelUnsupported(op, `${dtypeName(dtype)} inputs whose exp overflows float32`);
+  } else if (kind === 'prod' && dtype !== DataType.DOUBLE) {
+    // Whatever order an implementation multiplies in, each running product lies between the
+    // product of the factors' magnitudes clamped to <= 1 and the one clamped to >= 1. Refuse
+    // when that range reaches overflow or the subnormals of the type.
+    const [tiny, huge] = dtype === DataType.FLOAT16 ? [2 ** -14, 65504] : [2 ** -126, 3.4028234663852886e38];
+    const big = new Float64Array(p.nOut).fill(1);
+    const small = new Float64Array(p.nOut).fill(1);
+    for (let i = 0; i < v.length; i++) {
+      const a = Math.abs(v[i]!);
+      if (!Number.isFinite(a) || a === 0) continue;
+      const o = p.map[i]!;
+      if (a > 1) big[o] = big[o]! * a;
+      else small[o] = small[o]! * a;
+    }
+    for (let o = 0; o < p.nOut; o++) {
+      if (big[o]! > huge / 2 || small[o]! < tiny * 2) throw new KernelUnsupported(op, `a ${dtypeName(dtype)} product that may overflow or underflow part way`);
+    }
   }
-  return Tensor.fromTypedArray('', x.dtype, p.dims, acc);
 }
 
 function reducer(op: string, kind: Reducer, axesInputFrom: number): Kernel {
@@ -220,9 +236,10 @@ function reducer(op: string, kind: Reducer, axesInputFrom: number): Kernel {
     const axes = reduceAxes(node, inputs, x, axesInputFrom, ctx.opsetVersion);
     if (axes === null) return [Tensor.fromBytes('', x.dtype, x.dims, x.bytes())];
     const p = plan(x, axes, node.attrInt('keepdims', 1) === 1);
-    if (isFloatType(x.dtype)) return [fromF64(x.dtype, p.dims, reduceFloat(kind, readF64(x), p))];
-    if (domainOf(x.dtype) === 'big') return [reduceBig(op, kind, x, p)];
-    return [reduceSmallInt(op, kind, x, p)];
+    if (!isFloatType(x.dtype)) return [reduceInt(op, kind, x, p)];
+    const v = readF64(x);
+    checkFloatInputs(op, kind, x.dtype, v, p);
+    return [fromF64(x.dtype, p.dims, reduceFloat(kind, v, p))];
   };
 }
 

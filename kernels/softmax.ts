@@ -1,10 +1,11 @@
 /**
  * Softmax and LogSoftmax. Before opset 13 the input is coerced to 2-D at `axis` (default 1) and
  * normalized over the flattened trailing block; from 13 over the single `axis` (default -1).
- * Computed in float64 with the maximum subtracted, rounded to the input type.
+ * Computed in float64 with the maximum subtracted, rounded to the input type. NaN and +inf inputs
+ * are refused (implementations disagree on them).
  */
 import { DataType, elementCount } from '../src/ir/dtype.js';
-import { kernel, type Kernel } from './registry.js';
+import { kernel, KernelUnsupported, type Kernel } from './registry.js';
 import { checkAttributes, fromF64, input, normalizeAxis, readF64, requireDtype } from './util.js';
 
 const FLOATS = new Set<DataType>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
@@ -16,6 +17,9 @@ function softmax(op: string, log: boolean): Kernel {
     requireDtype(op, x, FLOATS);
     const r = x.dims.length;
     const v = readF64(x);
+    // -inf (masking) is fine; NaN and +inf give implementation-specific rows (onnxruntime does not
+    // propagate NaN as numpy does).
+    for (const e of v) if (Number.isNaN(e) || e === Infinity) throw new KernelUnsupported(op, 'NaN or +inf inputs (implementations differ)');
     const out = new Float64Array(v.length);
     let outer: number;
     let n: number;
