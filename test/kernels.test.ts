@@ -13,7 +13,7 @@
  * the test. Tests of a covered op at an opset no kernel claims are listed as "no kernel at opset".
  */
 import { describe, expect, it } from 'vitest';
-import { DataType, dtypeName, elementCount, float8BitsToFloat32, type TypedArray } from '../src/ir/dtype.js';
+import { DataType, dtypeInfo, dtypeName, elementCount, float8BitsToFloat32, type TypedArray } from '../src/ir/dtype.js';
 import { ModelBuilder, type AttrInput } from '../models/builder.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { loadModel } from '../src/onnx/io.js';
@@ -21,7 +21,7 @@ import { compareTensors, type Tolerance } from '../src/runtime/compare.js';
 import { runModel } from '../src/runtime/ort.js';
 import { listCases, nonTensorIo, readDataSet } from '../src/runtime/testdata.js';
 import { findKernel, KernelUnsupported, registeredOps } from '../kernels/index.js';
-import { float8Encode, fromF64, readBig, readF64 } from '../kernels/util.js';
+import { float8Encode, fromBig, fromF64, readBig, readF64 } from '../kernels/util.js';
 
 type Result = 'pass' | 'unsupported' | 'fail' | 'no-kernel';
 
@@ -289,3 +289,132 @@ describe('float8 conversions agree with onnxruntime', () => {
     }
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Differential run against onnxruntime: every op of this family, every numeric dtype, random
+// "small", "wide" (full integer range, floats over 2^+-40) and "special" (NaN, +-inf, ties, -0)
+// inputs. An element the kernel refuses (KernelUnsupported) and a combination onnxruntime has no
+// kernel for are skipped; everything else must agree (integers exactly, floats as above).
+
+function lcg(seed: number) {
+  let s = seed;
+  return () => (s = (s * 1103515245 + 12345) % 2147483648) / 2147483648;
+}
+
+function randomTensor(rnd: () => number, dtype: DataType, dims: number[], kind: 'small' | 'wide' | 'special'): Tensor {
+  const n = elementCount(dims);
+  const info = dtypeInfo(dtype);
+  if (dtype === DataType.BOOL) return fromF64(dtype, dims, Array.from({ length: n }, () => (rnd() < 0.5 ? 1 : 0)));
+  if (info.isFloat) {
+    const specials = [0, -0, NaN, Infinity, -Infinity, 0.5, 1.5, 2.5, -2.5, 65504, 1e-8, 3e38];
+    return fromF64(dtype, dims, Array.from({ length: n }, () =>
+      kind === 'special' && rnd() < 0.3 ? specials[Math.floor(rnd() * specials.length)]! : kind === 'wide' ? (rnd() - 0.5) * 2 ** (rnd() * 80 - 40) : (rnd() - 0.5) * 10));
+  }
+  if (info.bits === 64) {
+    return fromBig(dtype, dims, Array.from({ length: n }, () =>
+      kind === 'wide'
+        ? BigInt(Math.floor(rnd() * 2 ** 32)) * BigInt(Math.floor(rnd() * 2 ** 31)) * (info.isSigned && rnd() < 0.5 ? -1n : 1n)
+        : BigInt(Math.floor((rnd() - (info.isSigned ? 0.5 : 0)) * 20))));
+  }
+  const [lo, hi] = info.isSigned ? [-(2 ** (info.bits - 1)), 2 ** (info.bits - 1) - 1] : [0, 2 ** info.bits - 1];
+  return fromF64(dtype, dims, Array.from({ length: n }, () =>
+    kind === 'wide' ? lo + Math.floor(rnd() * (hi - lo + 1)) : Math.max(lo, Math.min(hi, Math.floor((rnd() - (info.isSigned ? 0.5 : 0)) * 20)))));
+}
+
+const DIFF_TYPES = [
+  DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16, DataType.INT8, DataType.UINT8,
+  DataType.INT16, DataType.UINT16, DataType.INT32, DataType.UINT32, DataType.INT64, DataType.UINT64,
+];
+
+describe('reference kernels agree with onnxruntime across dtypes', () => {
+  it('elementwise, Cast, reductions, MatMul/Gemm, Softmax, Quantize/DequantizeLinear', async () => {
+    const rnd = lcg(20261123);
+    const problems: string[] = [];
+    const tally = { compared: 0, refused: 0, noOrtKernel: 0 };
+    const check = async (label: string, op: string, opset: number, inputs: Tensor[], attrs: Record<string, AttrInput> = {}, castOut?: DataType) => {
+      const b = new ModelBuilder({ opset });
+      const vals = inputs.map((x, i) => b.input(`in${i}`, x.dtype, [...x.dims]));
+      const out = b.op(op, vals, attrs);
+      const node = b.graph.nodes[0]!;
+      b.graph.outputs.push(castOut !== undefined ? b.op('Cast', [out], { to: castOut }) : out);
+      let mine: Tensor;
+      try {
+        mine = findKernel('', op, opset)!.kernel(inputs, node, { opsetVersion: opset })[0]!;
+        if (castOut !== undefined) mine = findKernel('', 'Cast', 21)!.kernel([mine], b.graph.nodes[1]!, { opsetVersion: 21 })[0]!;
+      } catch (err) {
+        if (err instanceof KernelUnsupported) return void tally.refused++;
+        return void problems.push(`${label}: kernel threw ${(err as Error).message}`);
+      }
+      let expected: Tensor;
+      try {
+        expected = Object.values(await runModel(b.build(), Object.fromEntries(inputs.map((x, i) => [`in${i}`, x.renamed(`in${i}`)]))))[0]!;
+      } catch {
+        return void tally.noOrtKernel++; // onnxruntime has no kernel for this type combination
+      }
+      tally.compared++;
+      const cmp = compareTensors(expected, mine, toleranceFor(expected.dtype));
+      if (!cmp.ok) problems.push(`${label}: ${cmp.reason}`);
+    };
+    for (const dt of DIFF_TYPES) {
+      for (const kind of ['small', 'wide', 'special'] as const) {
+        if (kind === 'special' && !dtypeInfo(dt).isFloat) continue;
+        const r = (dims: number[], k: typeof kind = kind) => randomTensor(rnd, dt, dims, k);
+        const tag = `${dtypeName(dt)} ${kind}`;
+        for (const op of ['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'Max', 'Min', 'Sum', 'Mean']) {
+          await check(`${op} ${tag}`, op, 17, [r([3, 4]), r([4])]);
+        }
+        for (const fmod of [0, 1]) await check(`Mod fmod=${fmod} ${tag}`, 'Mod', 17, [r([3, 4]), r([4])], { fmod });
+        for (const op of ['Neg', 'Abs', 'Sqrt', 'Reciprocal', 'Exp', 'Log', 'Erf', 'Tanh', 'Sigmoid', 'Relu', 'Floor', 'Ceil', 'Round', 'Sign']) {
+          await check(`${op} ${tag}`, op, 17, [r([12])]);
+        }
+        await check(`Clip ${tag}`, 'Clip', 13, [r([12]), r([], 'small'), r([], 'small')]);
+        for (const to of [...DIFF_TYPES, DataType.BOOL]) await check(`Cast ${tag} -> ${dtypeName(to)}`, 'Cast', 19, [r([16])], { to });
+        for (const op of ['ReduceSum', 'ReduceMean', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceL1', 'ReduceL2', 'ReduceSumSquare', 'ReduceLogSum', 'ReduceLogSumExp']) {
+          for (const axes of [[0], [1, 2], [-1], []]) {
+            await check(`${op} ${tag} axes [${axes}]`, op, 18, [r([2, 3, 4]), i64(axes)], { keepdims: axes.length % 2 });
+          }
+        }
+        await check(`MatMul ${tag}`, 'MatMul', 13, [r([2, 3, 4]), r([4, 5])]);
+        await check(`Gemm ${tag}`, 'Gemm', 13, [r([4, 3]), r([5, 4]), r([5])], { transA: 1, transB: 1, alpha: 0.5, beta: { float: 2 } });
+        await check(`Gemm(1,1) ${tag}`, 'Gemm', 13, [r([3, 4]), r([4, 5]), r([3, 1])]);
+        for (const opset of [11, 13]) {
+          for (const axis of [0, 1, -1]) {
+            await check(`Softmax@${opset} ${tag} axis ${axis}`, 'Softmax', opset, [r([2, 3, 4])], { axis });
+            await check(`LogSoftmax@${opset} ${tag} axis ${axis}`, 'LogSoftmax', opset, [r([2, 3, 4])], { axis });
+          }
+        }
+      }
+    }
+    const castTo = (x: Tensor, to: DataType) => run('Cast', 21, [x], { to })[0]!;
+    for (const st of [DataType.FLOAT, DataType.FLOAT16]) {
+      for (const qt of [DataType.INT8, DataType.UINT8, DataType.INT16, DataType.UINT16, DataType.INT4, DataType.UINT4, DataType.FLOAT8E4M3FN, DataType.FLOAT8E5M2]) {
+        for (const form of ['tensor', 'axis', 'block'] as const) {
+          const x = randomTensor(rnd, st, [2, 6], 'small');
+          const sdims = form === 'tensor' ? [] : form === 'axis' ? [6] : [2, 3];
+          const ns = elementCount(sdims);
+          const scale = fromF64(st, sdims, Array.from({ length: ns }, () => 0.05 + rnd()));
+          const zp = FLOAT8_OUT.has(qt)
+            ? Tensor.fromBytes('', qt, sdims, new Uint8Array(ns))
+            : castTo(fromF64(DataType.INT8, sdims, Array.from({ length: ns }, () => Math.floor(rnd() * 7))), qt);
+          const attrs: Record<string, AttrInput> = form === 'tensor' ? {} : form === 'axis' ? { axis: 1 } : { axis: 1, block_size: 2 };
+          // onnxruntime-node cannot return int4/float8 tensors: the model casts them to int8/float.
+          const back = FLOAT8_OUT.has(qt) ? DataType.FLOAT : qt === DataType.INT4 || qt === DataType.UINT4 ? DataType.INT8 : undefined;
+          const label = `${dtypeName(st)} ${dtypeName(qt)} ${form}`;
+          await check(`QuantizeLinear ${label}`, 'QuantizeLinear', 21, [x, scale, zp], attrs, back);
+          let q: Tensor | undefined;
+          try {
+            q = run('QuantizeLinear', 21, [x, scale, zp], attrs)[0]!;
+          } catch (err) {
+            if (!(err instanceof KernelUnsupported)) throw err;
+          }
+          if (q) await check(`DequantizeLinear ${label}`, 'DequantizeLinear', 21, [q, scale, zp], attrs);
+        }
+      }
+    }
+    console.log(`differential run vs onnxruntime: ${tally.compared} cases compared, ${tally.refused} refused by the kernel, ${tally.noOrtKernel} without an onnxruntime kernel`);
+    expect(problems).toEqual([]);
+    expect(tally.compared).toBeGreaterThan(1000);
+  });
+});
+
+const FLOAT8_OUT = new Set<DataType>([DataType.FLOAT8E4M3FN, DataType.FLOAT8E4M3FNUZ, DataType.FLOAT8E5M2, DataType.FLOAT8E5M2FNUZ]);
