@@ -20,9 +20,8 @@ export const NF4_ZERO_CODE = 7;
 /** Midpoints between neighbouring codes: index i is chosen when MID[i-1] < x <= MID[i]. */
 const MIDPOINTS: Float64Array = Float64Array.from({ length: 15 }, (_, i) => (NF4_CODE_BOOK[i]! + NF4_CODE_BOOK[i + 1]!) / 2);
 
-/** Index of the code nearest to x (x is w / scale, nominally in [-1, 1]); ties go to the lower code. */
-export function nearestNf4(x: number): number {
-  // Binary search over the 15 midpoints: 4 comparisons.
+/** Index of the code nearest to x by binary search over the midpoints (the reference). */
+export function nearestNf4Reference(x: number): number {
   let lo = 0;
   let hi = 15;
   while (lo < hi) {
@@ -31,4 +30,25 @@ export function nearestNf4(x: number): number {
     else hi = mid;
   }
   return lo;
+}
+
+// Fast path: [-1, 1] cut into 2048 bins; each bin holds at most one midpoint (codes are at least
+// 0.079 apart, bins 0.001 wide), so the code at the bin's lower edge plus one comparison gives
+// the same answer as the binary search.
+const BINS = 2048;
+const LOWER_CODE: Uint8Array = Uint8Array.from({ length: BINS }, (_, i) => nearestNf4Reference((i * 2) / BINS - 1));
+for (const m of MIDPOINTS) {
+  // No midpoint may sit within rounding distance of a bin edge (where (x + 1) * BINS/2 could land
+  // in the wrong bin).
+  const t = ((m + 1) * BINS) / 2;
+  if (Math.abs(t - Math.round(t)) < 1e-9) throw new Error('internal: NF4 midpoint on a bin edge');
+}
+
+/** Index of the code nearest to x (x is w / scale, nominally in [-1, 1]); ties go to the lower code. */
+export function nearestNf4(x: number): number {
+  const t = (x + 1) * (BINS / 2);
+  if (!(t >= 0)) return 0; // below -1 (or NaN)
+  if (t >= BINS) return 15;
+  const c = LOWER_CODE[t | 0]!;
+  return c < 15 && x > MIDPOINTS[c]! ? c + 1 : c;
 }
