@@ -1016,6 +1016,25 @@ const miscCase = fc.oneof(
     if (p.op === 'InstanceNormalization') return { op: p.op, opset: 17, inputs: [p.x, [p.x[1]!], [p.x[1]!]] };
     return { op: p.op, opset: 17, inputs: [p.x] };
   }),
+  fc.record({ x: fc.tuple(nat(1, 2), nat(1, 9), nat(1, 3)), axis: nat(1, 2), complex: fc.boolean(), onesided: nat(0, 1), length: fc.option(nat(1, 10)) }).map((p): OpCase => {
+    const x = [...p.x, p.complex ? 2 : 1];
+    const axis = Math.min(p.axis, x.length - 2);
+    return {
+      op: 'DFT',
+      opset: 17,
+      inputs: [x],
+      ...(p.length === null ? {} : { ints: { 1: [p.length] }, dims: { 1: [] } }),
+      attrs: { axis, onesided: p.complex ? 0 : p.onesided },
+    };
+  }),
+  fc.record({ batch: nat(1, 2), signal: nat(4, 20), step: nat(1, 4), frame: nat(2, 8), onesided: nat(0, 1), window: fc.boolean() }).map((p): OpCase => ({
+    op: 'STFT',
+    opset: 17,
+    inputs: [[p.batch, p.signal, 1], null, p.window ? [p.frame] : null],
+    ints: p.window ? { 1: [p.step] } : { 1: [p.step], 3: [p.frame] },
+    dims: { 1: [], 3: [] },
+    attrs: { onesided: p.onesided },
+  })),
   fc.record({ x: dimsArb(1, 3), axis: fc.option(nat(-3, 2)) }).map((p): OpCase => ({
     op: 'Compress',
     opset: 17,
@@ -1061,7 +1080,7 @@ describe('shape inference on random single-op models vs onnxruntime', () => {
     ['broadcasting, MatMul, Where, Concat', broadcastCase, 200],
     ['Einsum', einsumCase, 100],
     ['Range', rangeCase, 100],
-    ['ArgMax, LayerNormalization, GatherND, OneHot, GatherElements, RNN/GRU/LSTM, Softmax..., Compress', miscCase, 200],
+    ['ArgMax, LayerNormalization, GatherND, OneHot, GatherElements, RNN/GRU/LSTM, Softmax..., DFT, STFT, Compress', miscCase, 250],
   ];
   for (const [name, arb, runs] of families) {
     it(name, async () => {

@@ -2,7 +2,7 @@
  * Rules for the compute-heavy ops: MatMul (numpy semantics) and its integer/quantized forms,
  * Gemm, Einsum, Conv/ConvTranspose and their quantized forms, pooling, reductions and ArgMax/Min,
  * Quantize/DequantizeLinear, recurrent layers, and a few ops with fixed output layouts (RoiAlign,
- * GridSample, NonMaxSuppression, losses, window functions, random generators).
+ * GridSample, NonMaxSuppression, losses, signal ops, random generators).
  */
 import { DataType } from '../../src/ir/dtype.js';
 import { broadcastShapes, isNum, mergeDim, normAxes, normAxis, type D, type Shape } from './dims.js';
@@ -257,6 +257,39 @@ const window: Rule = (r) => {
   return [{ elemType: attrIntOr(r.node, 'output_datatype', DataType.FLOAT), shape: [isNum(size) || typeof size === 'string' ? size : null] }];
 };
 
+/** DFT (opset 17-19: axis attribute): the axis dim becomes dft_length (halved + 1 when onesided); last dim 2. */
+const dft: Rule = (r) => {
+  const x = r.shape(0);
+  const elemType = r.elem(0);
+  if (!x || r.opset >= 20 || x.length < 3) return [{ elemType }];
+  const axis = normAxis(attrIntOr(r.node, 'axis', 1), x.length);
+  if (axis === undefined || axis === 0 || axis === x.length - 1) return [{ elemType }];
+  const length = r.has(1) ? (r.values(1)?.[0] ?? null) : x[axis]!;
+  const onesided = attrIntOr(r.node, 'onesided', 0) === 1;
+  const n = onesided ? (isNum(length) ? Math.floor(length / 2) + 1 : null) : length;
+  return [{ elemType, shape: x.map((d, i) => (i === axis ? n : i === x.length - 1 ? 2 : d)) }];
+};
+
+/** STFT: [batch, frames, bins, 2]; frames = floor((signal - frame_length) / step) + 1. */
+const stft: Rule = (r) => {
+  const x = r.shape(0);
+  const elemType = r.elem(0);
+  if (!x || x.length !== 3) return [{ elemType }];
+  const step = r.ints(1)?.[0];
+  const frame = r.has(3) ? r.ints(3)?.[0] : r.has(2) ? r.shape(2)?.[0] : undefined;
+  const signal = x[1]!;
+  const frames = isNum(signal) && isNum(frame) && isNum(step) && step > 0 && signal >= frame ? Math.floor((signal - frame) / step) + 1 : null;
+  const onesided = attrIntOr(r.node, 'onesided', 1) === 1;
+  const bins = isNum(frame) ? (onesided ? Math.floor(frame / 2) + 1 : frame) : null;
+  return [{ elemType, shape: [x[0]!, frames, bins, 2] }];
+};
+
+const melWeightMatrix: Rule = (r) => {
+  const bins = r.ints(0)?.[0];
+  const dftLength = r.ints(1)?.[0];
+  return [{ elemType: attrIntOr(r.node, 'output_datatype', DataType.FLOAT), shape: [isNum(dftLength) ? Math.floor(dftLength / 2) + 1 : null, bins ?? null] }];
+};
+
 export const NN_RULES: Record<string, Rule> = {
   MatMul: (r) => [{ elemType: r.elem(0), shape: matmulShape(r.shape(0), r.shape(1)) }],
   MatMulInteger: (r) => [{ elemType: DataType.INT32, shape: matmulShape(r.shape(0), r.shape(1)) }],
@@ -303,6 +336,9 @@ export const NN_RULES: Record<string, Rule> = {
   NonMaxSuppression: () => [{ elemType: DataType.INT64, shape: [null, 3] }],
   ...each(['NegativeLogLikelihoodLoss', 'SoftmaxCrossEntropyLoss'], loss),
   ...each(['HannWindow', 'HammingWindow', 'BlackmanWindow'], window),
+  DFT: dft,
+  STFT: stft,
+  MelWeightMatrix: melWeightMatrix,
   RandomUniform: (r) => [{ elemType: attrIntOr(r.node, 'dtype', DataType.FLOAT), shape: attrIntsOr(r.node, 'shape') }],
   RandomNormal: (r) => [{ elemType: attrIntOr(r.node, 'dtype', DataType.FLOAT), shape: attrIntsOr(r.node, 'shape') }],
   Multinomial: (r) => [{ elemType: attrIntOr(r.node, 'dtype', DataType.INT32), shape: [r.shape(0)?.[0] ?? null, attrIntOr(r.node, 'sample_size', 1)] }],
