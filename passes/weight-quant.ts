@@ -372,6 +372,7 @@ function taskSource(t: Tensor, forWorker: boolean): QuantTask['source'] {
 /** Builds the quantized forms in the graph. */
 class Emitter {
   private usesMsDomain = false;
+  private usesInt4 = false;
 
   constructor(
     private readonly model: Model,
@@ -385,6 +386,11 @@ class Emitter {
 
   finish(): void {
     if (this.usesMsDomain && this.model.opsetVersion(MS_DOMAIN) === undefined) this.model.opsetImports.push({ domain: MS_DOMAIN, version: 1 });
+    // int4/uint4 tensors exist from IR version 10 on; later IR versions read earlier models as is.
+    if (this.usesInt4 && this.model.irVersion < 10) {
+      this.ctx.log(`weight-quant: IR version ${this.model.irVersion} -> 10 (int4/uint4 initializers)`);
+      this.model.irVersion = 10;
+    }
   }
 
   /** Rewrites the job's consumers; returns the layer report, or undefined when it left them alone. */
@@ -463,6 +469,7 @@ class Emitter {
 
   private initializer(base: string, dtype: DataType, dims: number[], bytes: Uint8Array, external: boolean): Value {
     const name = this.graph.uniqueName(base);
+    if (dtype === DataType.INT4 || dtype === DataType.UINT4) this.usesInt4 = true;
     const t = external ? Tensor.deferred(name, dtype, dims, () => bytes, true) : Tensor.fromBytes(name, dtype, dims, bytes);
     this.newBytes += t.byteLength;
     return this.graph.addInitializer(t);
