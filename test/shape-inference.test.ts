@@ -776,6 +776,24 @@ describe('shape inference rules of engagement', () => {
     expect(reduced.type).toEqual(tensorType(DataType.FLOAT, [null, null]));
   });
 
+  it('shape values stay exact: a cast that wraps makes them unknown (onnxruntime: INT64_MAX as int32 is -1)', async () => {
+    const b = new ModelBuilder({ opset: 17 });
+    const x = b.input('x', DataType.FLOAT, [5]);
+    const start = b.initializer(undefined, DataType.INT32, [1], Int32Array.of(0));
+    const huge = b.initializer(undefined, DataType.INT64, [1], BigInt64Array.of(2n ** 63n - 1n));
+    const sliced = b.op('Slice', [x, start, b.op('Cast', [huge], { to: DataType.INT32 })]);
+    // Without the cast the end is past the end: all 5.
+    const whole = b.op('Slice', [x, b.initializer(undefined, DataType.INT64, [1], BigInt64Array.of(0n)), huge]);
+    b.output(sliced);
+    b.output(whole);
+    const { model } = run(b);
+    expect(shapeOf(sliced.type)).toEqual([null]);
+    expect(shapeOf(whole.type)).toEqual([5]);
+    const actual = await runModel(model, { x: Tensor.fromTypedArray('x', DataType.FLOAT, [5], new Float32Array(5)) });
+    expect(actual[sliced.name]!.dims).toEqual([4]);
+    expect(actual[whole.name]!.dims).toEqual([5]);
+  });
+
   it('visits nodes in topological order even when the list is not', () => {
     const b = new ModelBuilder({ opset: 17 });
     const x = b.input('x', DataType.FLOAT, [3]);

@@ -34,9 +34,15 @@ function elementwiseValues(r: RuleInput, inputs: number[], outShape: Shape | und
   return Array.from({ length: n }, (_, k) => op(vals.map((v) => v![v!.length === 1 ? 0 : k]!)));
 }
 
+/** Integer arithmetic on known values; unknown where an operand or the result leaves the exact (safe) range. */
 function arithmetic(r: RuleInput, outShape: Shape | undefined, op: (a: D, b: D) => D): D[] | undefined {
   if (!INT_TYPES.has(r.elem(0) ?? 0)) return undefined;
-  return elementwiseValues(r, [0, 1], outShape, ([a, b]) => op(a!, b!));
+  const exact = (d: D) => !isNum(d) || Number.isSafeInteger(d);
+  return elementwiseValues(r, [0, 1], outShape, ([a, b]) => {
+    if (!exact(a!) || !exact(b!)) return null;
+    const out = op(a!, b!);
+    return exact(out) ? out : null;
+  });
 }
 
 const ARITH: Record<string, (a: D, b: D) => D> = {
@@ -84,7 +90,7 @@ export const ELEMENTWISE_RULES: Record<string, Rule> = {
   ...each(['LessOrEqual', 'GreaterOrEqual'], broadcasting('bool', 0)),
   Neg: (r) => {
     const shape = r.shape(0);
-    return [{ elemType: r.elem(0), shape, values: INT_TYPES.has(r.elem(0) ?? 0) ? elementwiseValues(r, [0], shape, ([a]) => (isNum(a!) ? -a : null)) : undefined }];
+    return [{ elemType: r.elem(0), shape, values: INT_TYPES.has(r.elem(0) ?? 0) ? elementwiseValues(r, [0], shape, ([a]) => (isNum(a!) && Number.isSafeInteger(a) ? -a : null)) : undefined }];
   },
   Not: (r) => {
     const shape = r.shape(0);
@@ -120,7 +126,11 @@ export const ELEMENTWISE_RULES: Record<string, Rule> = {
   Cast: (r) => {
     const to = r.node.attrInt('to');
     const fact: Fact = { elemType: to, shape: r.shape(0) };
-    if (to !== undefined && INT_TYPES.has(to) && INT_TYPES.has(r.elem(0) ?? 0)) fact.values = r.values(0);
+    if (to !== undefined && INT_TYPES.has(to) && INT_TYPES.has(r.elem(0) ?? 0)) {
+      // A number outside int32 wraps when cast down (INT64_MAX slice ends become -1): unknown.
+      const fits = (d: D) => to !== DataType.INT32 || !isNum(d) || (d >= -(2 ** 31) && d < 2 ** 31);
+      fact.values = r.values(0)?.map((d) => (fits(d) ? d : null));
+    }
     return [fact];
   },
   CastLike: (r) => [{ elemType: r.elem(1), shape: r.shape(0) }],
