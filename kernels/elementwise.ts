@@ -117,7 +117,10 @@ function unary(op: string, since: number, spec: UnarySpec): void {
 
 const relu = (x: number) => (x > 0 || Number.isNaN(x) ? x : 0);
 const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
-const sign = (x: number) => (Number.isNaN(x) ? NaN : x > 0 ? 1 : x < 0 ? -1 : 0);
+const sign = (x: number) => {
+  if (Number.isNaN(x)) throw new KernelUnsupported('Sign', 'NaN (onnxruntime gives 0 for float16, numpy NaN)');
+  return x > 0 ? 1 : x < 0 ? -1 : 0;
+};
 
 // Version 1 of these ops differs only by the legacy `consumed_inputs` hint, which does not change results.
 unary('Neg', 1, { f: (x) => -x, allowed: FLOAT_OR_SIGNED, big: (x) => -x });

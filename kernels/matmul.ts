@@ -3,7 +3,8 @@
  * dimensions broadcast) and Gemm (transA/transB, alpha, beta, C broadcast unidirectionally to
  * [M, N]; the legacy `broadcast` attribute of opsets 1-6).
  *
- * Floats accumulate in float64 and are rounded to the output type once. int32/uint32 products
+ * Floats accumulate in float64 and are rounded to the output type once; results whose partial
+ * sums could overflow float32/float16 are refused (they depend on accumulation order). int32/uint32 products
  * accumulate modulo 2^32 (Math.imul), int64/uint64 as bigints modulo 2^64: the wrapped result C
  * and numpy give. Integer Gemm is supported only with alpha = beta = 1 (with other scales the
  * implementations round differently).
@@ -62,6 +63,32 @@ function gemmBig(
   }
 }
 
+/**
+ * float32/float16/bfloat16 results whose partial sums may overflow the type (or float32, where
+ * half precision accumulates) depend on the accumulation order and precision: refuse them. The
+ * bound is sum_k |a_ik b_kj| over finite products (non-finite inputs give the same inf/NaN in
+ * every order), plus |beta * c|.
+ */
+function checkOverflow(op: string, dtype: DataType, va: Float64Array, A: MatView, vb: Float64Array, B: MatView, M: number, K: number, N: number, scale = 1, extra?: (i: number) => number): void {
+  if (dtype === DataType.DOUBLE) return;
+  const limit = (dtype === DataType.FLOAT16 ? 65504 : 3.4028234663852886e38) / 2;
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) {
+        const p = Math.abs(va[A.off + i * A.rs + k * A.cs]! * vb[B.off + k * B.rs + j * B.cs]!);
+        if (Number.isFinite(p)) s += p;
+      }
+      s *= Math.abs(scale);
+      if (extra) {
+        const c = Math.abs(extra(i * N + j));
+        if (Number.isFinite(c)) s += c;
+      }
+      if (s > limit) throw new KernelUnsupported(op, `${dtypeName(dtype)} sums large enough to overflow part way`);
+    }
+  }
+}
+
 kernel('MatMul', 1, (inputs, node) => {
   checkAttributes(node, []);
   const a = input('MatMul', inputs, 0);
@@ -94,7 +121,10 @@ kernel('MatMul', 1, (inputs, node) => {
   for (let t = 0; t < nb; t++) {
     const A = view(ia ? ia[t]! : t, M, K);
     const B = view(ib ? ib[t]! : t, K, N);
-    if (isFloatType(a.dtype)) gemmF64(va, A, vb, B, out, t * M * N, M, K, N);
+    if (isFloatType(a.dtype)) {
+      checkOverflow('MatMul', a.dtype, va, A, vb, B, M, K, N);
+      gemmF64(va, A, vb, B, out, t * M * N, M, K, N);
+    }
     else gemmI32(va, A, vb, B, out, t * M * N, M, K, N, a.dtype === DataType.UINT32);
   }
   return [fromF64(a.dtype, dims, out)];
@@ -147,10 +177,13 @@ kernel('Gemm', 1, (inputs, node, ctx) => {
     return [fromF64(a.dtype, [M, N], out)];
   }
   const out = new Float64Array(M * N);
-  gemmF64(readF64(a), A, readF64(b), B, out, 0, M, K, N);
+  const va = readF64(a);
+  const vb = readF64(b);
+  const vc = c ? readF64(c) : null;
+  checkOverflow('Gemm', a.dtype, va, A, vb, B, M, K, N, alpha, vc && beta !== 0 ? (i) => beta * vc[ic ? ic[i]! : i]! : undefined);
+  gemmF64(va, A, vb, B, out, 0, M, K, N);
   if (alpha !== 1) for (let i = 0; i < M * N; i++) out[i] = alpha * out[i]!;
-  if (c && beta !== 0) {
-    const vc = readF64(c);
+  if (vc && beta !== 0) {
     for (let i = 0; i < M * N; i++) out[i] = out[i]! + beta * vc[ic ? ic[i]! : i]!;
   }
   return [fromF64(a.dtype, [M, N], out)];

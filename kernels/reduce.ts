@@ -14,7 +14,7 @@
  * Reducing an empty set gives the spec's identities (0 for sums, 1 for products, -inf / the
  * type's minimum for max, +inf / maximum for min).
  */
-import { DataType, dtypeName, elementCount } from '../src/ir/dtype.js';
+import { DataType, dtypeInfo, dtypeName, elementCount } from '../src/ir/dtype.js';
 import type { Node } from '../src/ir/graph.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { kernel, KernelUnsupported, type Kernel } from './registry.js';
@@ -181,6 +181,17 @@ function reduceInt(op: string, kind: Reducer, x: Tensor, p: Plan): Tensor {
     else if (kind === 'sumsquare') acc[o] = acc[o]! + e * e;
     else acc[o] = acc[o]! + e;
   }
+  if (dtypeInfo(x.dtype).bits === 64) {
+    // onnxruntime's 64-bit reductions are not exact beyond 2^53 (they differ from the exact
+    // result even when it fits): refuse once the magnitudes involved pass 2^53.
+    const bound = new Array<bigint>(nOut).fill(kind === 'prod' ? 1n : 0n);
+    for (let i = 0; i < n; i++) {
+      const o = map[i]!;
+      const e = v[i]! < 0n ? -v[i]! : v[i]!;
+      bound[o] = kind === 'prod' ? (bound[o]! * e > limit ? limit : bound[o]! * e) : bound[o]! + (kind === 'sumsquare' ? e * e : e);
+    }
+    if (bound.some((b) => b > 2n ** 53n)) throw new KernelUnsupported(op, `a ${dtypeName(x.dtype)} ${kind} with magnitudes beyond 2^53 (onnxruntime is inexact there)`);
+  }
   for (let o = 0; o < nOut; o++) {
     const a = acc[o]!;
     if (a < lo || a > hi) throw new KernelUnsupported(op, `a ${kind} that overflows ${dtypeName(x.dtype)} (implementations wrap or saturate)`);
@@ -196,18 +207,29 @@ function reduceInt(op: string, kind: Reducer, x: Tensor, p: Plan): Tensor {
 
 /**
  * Refuses float reductions whose result depends on the implementation: NaN in a max/min (numpy
- * propagates it, onnxruntime skips it), squares that overflow the type (numpy squares in the
- * type), and products whose running value overflows or underflows the type part way (numpy and
+ * propagates it, onnxruntime skips it), sums (of squares) that may overflow the type part way,
+ * non-finite LogSumExp inputs, and products whose running value overflows or underflows the type part way (numpy and
  * onnxruntime multiply in the type) while the exact product does not, or the reverse.
  */
 function checkFloatInputs(op: string, kind: Reducer, dtype: DataType, v: Float64Array, p: Plan): void {
   if (kind === 'max' || kind === 'min') {
     if (v.some(Number.isNaN)) throw new KernelUnsupported(op, 'NaN inputs (implementations differ)');
-  } else if ((kind === 'sumsquare' || kind === 'l2') && dtype !== DataType.DOUBLE) {
-    for (const e of v) if (Number.isFinite(e) && !Number.isFinite(roundToType(dtype, e * e))) throw new KernelUnsupported(op, `a square that overflows ${dtypeName(dtype)}`);
-  } else if (kind === 'logsumexp' && (dtype === DataType.FLOAT16 || dtype === DataType.BFLOAT16)) {
-    // onnxruntime's half-precision kernel exponentiates without subtracting the maximum.
-    for (const e of v) if (Number.isFinite(e) && e > 88) throw new KernelUnsupported(op, `${dtypeName(dtype)} inputs whose exp overflows float32`);
+  } else if ((kind === 'sum' || kind === 'mean' || kind === 'l1' || kind === 'logsum' || kind === 'sumsquare' || kind === 'l2') && dtype !== DataType.DOUBLE) {
+    // Running sums that may overflow the type part way depend on the order and precision of the
+    // accumulation: refuse when the sum of magnitudes (of squares) of finite terms comes close.
+    const limit = (dtype === DataType.FLOAT16 ? 65504 : 3.4028234663852886e38) / 2;
+    const squares = kind === 'sumsquare' || kind === 'l2';
+    const bound = new Float64Array(p.nOut);
+    for (let i = 0; i < v.length; i++) {
+      const t = squares ? v[i]! * v[i]! : Math.abs(v[i]!);
+      if (Number.isFinite(v[i]!)) bound[p.map[i]!]! += t;
+    }
+    if (bound.some((b) => b > limit)) throw new KernelUnsupported(op, `${dtypeName(dtype)} sums that may overflow part way`);
+  } else if (kind === 'logsumexp') {
+    // Infinities and NaN: ONNX's reference masks infinities out of the maximum, onnxruntime does
+    // not. onnxruntime's half-precision kernel also exponentiates without subtracting the maximum.
+    if (!v.every(Number.isFinite)) throw new KernelUnsupported(op, 'non-finite inputs (implementations differ)');
+    if ((dtype === DataType.FLOAT16 || dtype === DataType.BFLOAT16) && v.some((e) => e > 88)) throw new KernelUnsupported(op, `${dtypeName(dtype)} inputs whose exp overflows float32`);
   } else if (kind === 'prod' && dtype !== DataType.DOUBLE) {
     // Whatever order an implementation multiplies in, each running product lies between the
     // product of the factors' magnitudes clamped to <= 1 and the one clamped to >= 1. Refuse
