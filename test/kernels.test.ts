@@ -211,7 +211,10 @@ describe('reference kernel semantics beyond the node tests', () => {
     expect(values(run('ReduceMax', 18, [empty, i64([0])], { keepdims: 0 })[0]!)).toEqual([-Infinity, -Infinity, -Infinity]);
     expect(values(run('ReduceProd', 18, [empty, i64([0])], { keepdims: 0 })[0]!)).toEqual([1, 1, 1]);
     expect(values(run('ReduceMin', 18, [i32([], [0, 2]), i64([0])], { keepdims: 0 })[0]!)).toEqual([2 ** 31 - 1, 2 ** 31 - 1]);
-    expect(values(run('ReduceSum', 13, [i64([2n ** 60n, 2n ** 60n + 1n]), null])[0]!)).toEqual([2n ** 61n + 1n]);
+    expect(values(run('ReduceSum', 13, [i64([2n ** 52n - 1n, -(2n ** 51n)]), null])[0]!)).toEqual([2n ** 51n - 1n]);
+    unsupported(() => run('ReduceSum', 13, [i64([2n ** 60n, 2n ** 60n + 1n]), null])); // onnxruntime is inexact beyond 2^53
+    unsupported(() => run('ReduceSum', 13, [i32([2 ** 30, 2 ** 30]), null])); // overflows int32: numpy wraps, onnxruntime saturates
+    unsupported(() => run('ReduceMax', 18, [f32([2], [1, NaN]), null]));
     expect(values(run('ReduceMax', 20, [t(DataType.BOOL, [2], Uint8Array.of(0, 1)), null])[0]!)).toEqual([1]);
   });
 
