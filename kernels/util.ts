@@ -5,6 +5,9 @@
  *  - 'f64': every float type, bool, and integers up to 32 bits (float64 holds them exactly);
  *  - 'big': int64/uint64, read as BigInt64Array/BigUint64Array views so 2^63-1 stays exact.
  *
+ * Types:    FLOAT_TYPES (float32/64, float16, bfloat16), INT_TYPES (= SIGNED_ + UNSIGNED_INT_TYPES,
+ *           8..64 bits), FLOAT8_TYPES, SUBBYTE_INT_TYPES, NUMERIC (floats, ints, bool),
+ *           NUMERIC_NO_BOOL, isFloatType, domainOf.
  * Reading:  readF64 (any numeric tensor, including float8, int4/uint4/int2/uint2, float4e2m1),
  *           readBig (integers/bool as bigint arrays), readValues (whichever domain fits),
  *           readInts (small integer inputs such as axes and shapes, as numbers).
