@@ -33,14 +33,21 @@ import {
   DEFAULT_MSE_GRID,
   DEFAULT_MSE_MIN_SHRINK,
   type QuantConfig,
-  type QuantizedRows,
   type QuantMethod,
   type ScaleDtype,
 } from '../src/quant/blockwise.js';
-import { bnb4Layout, matMulNBitsLayout, nf4StandardLayout, qdqLayout, toFloat16Bits } from '../src/quant/layouts.js';
+import {
+  toFloat16Bits,
+  type GatherTensors,
+  type LayoutKind,
+  type MatMulNBitsTensors,
+  type Nf4StandardTensors,
+  type PackedLayouts,
+  type QdqTensors,
+} from '../src/quant/layouts.js';
 import { NF4_CODE_BOOK } from '../src/quant/nf4.js';
 import { defaultWorkerCount, runQuantTasks } from '../src/quant/pool.js';
-import type { QuantTask, QuantTaskResult } from '../src/quant/task.js';
+import type { QuantizedSummary, QuantTask, QuantTaskResult } from '../src/quant/task.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
 
 export type WeightQuantMode = 'int4' | 'int8' | 'nf4';
@@ -122,6 +129,8 @@ interface Job {
   multiplier: number;
   /** 'gather': blocks along the last axis of a table; otherwise a matrix weight W[K, N]. */
   consumers: Consumer[];
+  /** The packed layouts the emitted forms read (decided before quantizing). */
+  layouts: LayoutKind[];
 }
 
 function isDefaultDomain(n: Node): boolean {
@@ -240,13 +249,32 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
     const key = `${weight.name}\u0000${rows}x${cols}:${transpose}:${multiplier}`;
     let job = jobs.get(key);
     if (!job) {
-      job = { key, weight, tensor, rows, cols, transpose, multiplier, consumers: [] };
+      job = { key, weight, tensor, rows, cols, transpose, multiplier, consumers: [], layouts: [] };
       jobs.set(key, job);
     }
     job.consumers.push({ node, kind });
   }
 
-  // 2. Decide scale types up front, so a refusal happens before any work.
+  // 2. Decide each job's emitted form (and so the layouts to pack) and the scale types, so a
+  //    refusal happens before any work.
+  for (const [key, job] of jobs) {
+    const matrix = job.consumers.some((c) => c.kind !== 'gather');
+    const gather = job.consumers.some((c) => c.kind === 'gather');
+    if (mode === 'nf4') {
+      if (format === 'matmulnbits' && job.tensor.dtype === DataType.FLOAT && job.cols % blockSize === 0) job.layouts = ['bnb4'];
+      else if (opset >= 21) job.layouts = ['nf4'];
+      else {
+        skip(
+          `kept '${job.weight.name}' in full precision: NF4 with standard ops needs opset 21 (uint4), the model has ${opset}${format === 'matmulnbits' ? ' (MatMulBnb4 needs a float32 weight with K a multiple of the block size)' : ''}`,
+        );
+        jobs.delete(key);
+      }
+    } else if (format === 'matmulnbits') {
+      job.layouts = [...(matrix ? (['matmulnbits'] as const) : []), ...(gather ? (['gather'] as const) : [])];
+    } else {
+      job.layouts = [job.transpose ? 'qdq0' : 'qdq1'];
+    }
+  }
   const scaleDtypeOf = (t: Tensor): ScaleDtype => {
     const want = options.scaleDtype ?? 'auto';
     return want === 'auto' ? (t.dtype === DataType.FLOAT16 ? 'float16' : 'float32') : want;
@@ -279,7 +307,7 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
     jobList.length,
     options.workers ?? (totalElements >= AUTO_WORKERS_MIN_ELEMENTS && jobList.length > 1 ? defaultWorkerCount() : 0),
   );
-  const emitter = new Emitter(model, graph, options, format, blockSize, opset, ctx);
+  const emitter = new Emitter(model, graph, options, ctx);
   const tasks = function* (): Generator<QuantTask> {
     for (let id = 0; id < jobList.length; id++) {
       const job = jobList[id]!;
@@ -293,6 +321,7 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
         multiplier: job.multiplier,
         source: taskSource(job.tensor, workers > 0),
         config: config(job.tensor),
+        layouts: job.layouts,
       };
     }
   };
@@ -300,15 +329,11 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
   const t0 = performance.now();
   const emit = (r: QuantTaskResult) => {
     const job = jobList[r.id]!;
-    if (!r.result) {
+    if (!r.result || !r.layouts) {
       skip(`kept '${job.weight.name}' in full precision: ${r.error}`);
       return;
     }
-    const report = emitter.emit(job, r.result, r.ms);
-    if (!report) {
-      skipped++;
-      return;
-    }
+    const report = emitter.emit(job, r.result, r.layouts, r.ms);
     quantized++;
     layers.push(report);
     const rtn = report.rtnRmse !== undefined ? ` (rtn rmse ${report.rtnRmse.toExponential(3)})` : '';
@@ -378,9 +403,6 @@ class Emitter {
     private readonly model: Model,
     private readonly graph: Graph,
     private readonly options: WeightQuantOptions,
-    private readonly format: WeightQuantFormat,
-    private readonly blockSize: number,
-    private readonly opset: number,
     private readonly ctx: PassContext,
   ) {}
 
@@ -393,8 +415,8 @@ class Emitter {
     }
   }
 
-  /** Rewrites the job's consumers; returns the layer report, or undefined when it left them alone. */
-  emit(job: Job, q: QuantizedRows, ms: number): LayerQuantReport | undefined {
+  /** Rewrites the job's consumers with the packed layouts; returns the layer report. */
+  emit(job: Job, q: QuantizedSummary, l: PackedLayouts, ms: number): LayerQuantReport {
     this.newBytes = 0;
     const nodes: string[] = [];
     const external = job.tensor.prefersExternal;
@@ -402,44 +424,40 @@ class Emitter {
     const gatherConsumers = job.consumers.filter((c) => c.kind === 'gather');
     const forms = new Set<string>();
 
-    if (q.format === 'nf4') {
-      const useBnb4 = this.format === 'matmulnbits' && job.tensor.dtype === DataType.FLOAT && q.cols % q.blockSize === 0;
-      if (useBnb4) {
-        const init = this.bnb4Initializers(job, q, external);
-        for (const c of matrixConsumers) this.replaceWithFused(job, c, 'MatMulBnb4', [init.B, init.absmax], { K: q.cols, N: q.rows, block_size: q.blockSize, quant_type: 1 }, nodes);
-        forms.add('MatMulBnb4');
-      } else {
-        if (this.opset < 21) {
-          this.ctx.log(`weight-quant: kept '${job.weight.name}' in full precision: NF4 with standard ops needs opset 21 (uint4), the model has ${this.opset}${this.format === 'matmulnbits' ? ' (MatMulBnb4 needs a float32 weight with K a multiple of the block size)' : ''}`);
-          return undefined;
-        }
-        const w = this.nf4Standard(job, q, external, matrixConsumers[0]!.node);
-        for (const c of matrixConsumers) this.useDequantized(job, c, w, nodes);
-        forms.add('NF4 Gather+Mul');
+    if (l.bnb4) {
+      const B = this.initializer(`${job.weight.name}_NF4`, DataType.UINT8, [l.bnb4.B.length], l.bnb4.B, external);
+      const absmax = this.floatInitializer(`${job.weight.name}_absmax`, 'float32', [l.bnb4.absmax.length], l.bnb4.absmax, external);
+      for (const c of matrixConsumers) this.replaceWithFused(job, c, 'MatMulBnb4', [B, absmax], { K: q.cols, N: q.rows, block_size: q.blockSize, quant_type: 1 }, nodes);
+      forms.add('MatMulBnb4');
+    }
+    if (l.nf4) {
+      const w = this.nf4Standard(job, q, l.nf4, external, matrixConsumers[0]!.node);
+      for (const c of matrixConsumers) this.useDequantized(job, c, w, nodes);
+      forms.add('NF4 Gather+Mul');
+    }
+    if (l.matmulnbits) {
+      const init = this.matMulNBitsInitializers(job, q, l.matmulnbits, external);
+      const attrs: Record<string, number> = { K: q.cols, N: q.rows, bits: q.bits, block_size: q.blockSize };
+      if ((this.options.accuracyLevel ?? 0) > 0) attrs.accuracy_level = this.options.accuracyLevel!;
+      for (const c of matrixConsumers) this.replaceWithFused(job, c, 'MatMulNBits', [init.B, init.scales, init.zeroPoints], attrs, nodes);
+      forms.add('MatMulNBits');
+    }
+    if (l.gather) {
+      const init = this.gatherInitializers(job, q, l.gather, external);
+      for (const c of gatherConsumers) {
+        const n = c.node;
+        const attrs: Record<string, number> = { gather_axis: 0, quantize_axis: 1, block_size: q.blockSize };
+        if (q.bits === 8) attrs.bits = 8;
+        const fused = this.insertNode('GatherBlockQuantized', [init.data, n.inputs[1]!, init.scales, init.zeroPoints], attrs, n, MS_DOMAIN, n.name);
+        this.moveOutput(n, fused);
+        nodes.push(fused.name);
       }
-    } else if (this.format === 'matmulnbits') {
-      if (matrixConsumers.length) {
-        const init = this.matMulNBitsInitializers(job, q, external);
-        const attrs: Record<string, number> = { K: q.cols, N: q.rows, bits: q.bits, block_size: q.blockSize };
-        if ((this.options.accuracyLevel ?? 0) > 0) attrs.accuracy_level = this.options.accuracyLevel!;
-        for (const c of matrixConsumers) this.replaceWithFused(job, c, 'MatMulNBits', [init.B, init.scales, init.zeroPoints], attrs, nodes);
-        forms.add('MatMulNBits');
-      }
-      if (gatherConsumers.length) {
-        const init = this.gatherInitializers(job, q, external);
-        for (const c of gatherConsumers) {
-          const n = c.node;
-          const attrs: Record<string, number> = { gather_axis: 0, quantize_axis: 1, block_size: q.blockSize };
-          if (q.bits === 8) attrs.bits = 8;
-          const fused = this.insertNode('GatherBlockQuantized', [init.data, n.inputs[1]!, init.scales, init.zeroPoints], attrs, n, MS_DOMAIN, n.name);
-          this.moveOutput(n, fused);
-          nodes.push(fused.name);
-        }
-        forms.add('GatherBlockQuantized');
-      }
-    } else {
+      forms.add('GatherBlockQuantized');
+    }
+    const qdq = l.qdq0 ?? l.qdq1;
+    if (qdq) {
       // The weight keeps its own layout: [K, N] blocked along axis 0, or [N, K] / [V, D] along axis 1.
-      const w = this.dequantizeLinear(job, q, job.transpose ? 0 : 1, external, job.consumers[0]!.node);
+      const w = this.dequantizeLinear(job, q, qdq, l.qdq0 ? 0 : 1, external, job.consumers[0]!.node);
       for (const c of job.consumers) this.useDequantized(job, c, w, nodes, false);
       forms.add('DequantizeLinear');
     }
@@ -480,8 +498,7 @@ class Emitter {
     return this.initializer(base, dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT, dims, new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength), external);
   }
 
-  private matMulNBitsInitializers(job: Job, q: QuantizedRows, external: boolean): { B: Value; scales: Value; zeroPoints: Value | null } {
-    const l = matMulNBitsLayout(q);
+  private matMulNBitsInitializers(job: Job, q: QuantizedSummary, l: MatMulNBitsTensors, external: boolean): { B: Value; scales: Value; zeroPoints: Value | null } {
     const base = job.weight.name;
     return {
       B: this.initializer(`${base}_Q${q.bits}`, DataType.UINT8, [q.rows, q.blocks, l.blobSize], l.B, external),
@@ -490,39 +507,19 @@ class Emitter {
     };
   }
 
-  private bnb4Initializers(job: Job, q: QuantizedRows, external: boolean): { B: Value; absmax: Value } {
-    const l = bnb4Layout(q);
-    return {
-      B: this.initializer(`${job.weight.name}_NF4`, DataType.UINT8, [l.B.length], l.B, external),
-      absmax: this.floatInitializer(`${job.weight.name}_absmax`, 'float32', [l.absmax.length], l.absmax, external),
-    };
-  }
-
-  private gatherInitializers(job: Job, q: QuantizedRows, external: boolean): { data: Value; scales: Value; zeroPoints: Value | null } {
+  private gatherInitializers(job: Job, q: QuantizedSummary, l: GatherTensors, external: boolean): { data: Value; scales: Value; zeroPoints: Value | null } {
     const base = job.weight.name;
-    const dims = [q.rows, q.cols];
-    const scales = this.floatInitializer(`${base}_scales`, q.scaleDtype, [q.rows, q.blocks], q.scales, external);
-    if (q.bits === 8) {
-      // uint8 data, zero point 128 when absent: the codes as they are.
-      return {
-        data: this.initializer(`${base}_Q8`, DataType.UINT8, dims, q.codes, external),
-        scales,
-        zeroPoints: q.zeroPoints ? this.initializer(`${base}_zero_points`, DataType.UINT8, [q.rows, q.blocks], q.zeroPoints, external) : null,
-      };
-    }
-    // int4 (zero point 0 when absent) for symmetric, uint4 + zero points otherwise.
-    const l = qdqLayout(q, 1);
-    const dtype = l.signed ? DataType.INT4 : DataType.UINT4;
+    // 8-bit: uint8 codes (zero point 128 when absent); 4-bit: int4 (zero point 0 when absent) or uint4.
+    const dtype = q.bits === 8 ? DataType.UINT8 : l.signed ? DataType.INT4 : DataType.UINT4;
     return {
-      data: this.initializer(`${base}_Q4`, dtype, dims, l.data, external),
-      scales,
-      zeroPoints: l.zeroPoints ? this.initializer(`${base}_zero_points`, dtype, l.scaleDims, l.zeroPoints, external) : null,
+      data: this.initializer(`${base}_Q${q.bits}`, dtype, [q.rows, q.cols], l.data, external),
+      scales: this.floatInitializer(`${base}_scales`, q.scaleDtype, [q.rows, q.blocks], l.scales, external),
+      zeroPoints: l.zeroPoints ? this.initializer(`${base}_zero_points`, dtype, [q.rows, q.blocks], l.zeroPoints, external) : null,
     };
   }
 
   /** DequantizeLinear-21 of the weight in its own layout; returns the float weight value (Cast when needed). */
-  private dequantizeLinear(job: Job, q: QuantizedRows, axis: 0 | 1, external: boolean, before: Node): Value {
-    const l = qdqLayout(q, axis);
+  private dequantizeLinear(job: Job, q: QuantizedSummary, l: QdqTensors, axis: 0 | 1, external: boolean, before: Node): Value {
     const base = job.weight.name;
     const dataType = q.bits === 4 ? (l.signed ? DataType.INT4 : DataType.UINT4) : l.signed ? DataType.INT8 : DataType.UINT8;
     const data = this.initializer(`${base}_Q${q.bits}`, dataType, l.dims, l.data, external);
@@ -535,8 +532,7 @@ class Emitter {
   }
 
   /** NF4 with standard ops: returns the float weight W[K, N] (K unpadded). */
-  private nf4Standard(job: Job, q: QuantizedRows, external: boolean, before: Node): Value {
-    const l = nf4StandardLayout(q);
+  private nf4Standard(job: Job, q: QuantizedSummary, l: Nf4StandardTensors, external: boolean, before: Node): Value {
     const base = job.weight.name;
     const N = q.rows;
     const K = q.cols;

@@ -239,9 +239,10 @@ function chooseIntBlock(x: Float32Array, start: number, end: number, c: QuantCon
     best[0] = tmp[0]!;
     best[1] = tmp[1]!;
   }
+  if (c.method === 'rtn') return NaN; // no search: the error is measured once, when codes are written
   best[2] = intBlockSse(x, start, end, best[0]!, best[1]!, maxq, Infinity);
   const rtnSse = best[2]!;
-  if (c.method === 'rtn' || best[2] === 0) return rtnSse;
+  if (best[2] === 0) return rtnSse;
 
   const steps = c.mseGrid;
   for (let i = 0; i < steps; i++) {
@@ -302,9 +303,10 @@ function chooseNf4Block(x: Float32Array, start: number, end: number, c: QuantCon
   for (let i = start; i < end; i++) absmax = Math.max(absmax, Math.abs(x[i]!));
   best[0] = storedScale(absmax, c.scaleDtype);
   best[1] = 0;
+  if (c.method === 'rtn') return NaN;
   best[2] = nf4BlockSse(x, start, end, best[0]!, Infinity);
   const rtnSse = best[2]!;
-  if (c.method === 'rtn' || best[2] === 0) return rtnSse;
+  if (best[2] === 0) return rtnSse;
   const steps = c.mseGrid;
   for (let i = 1; i < steps; i++) considerNf4(x, start, end, storedScale(fround(absmax * (1 - (i * (1 - c.mseMinShrink)) / (steps - 1))), c.scaleDtype), best);
   for (let round = 0; round < 2; round++) {
@@ -334,8 +336,13 @@ function chooseNf4Block(x: Float32Array, start: number, end: number, c: QuantCon
 export function quantizeRows(values: Float32Array, rows: number, cols: number, config: QuantConfig): QuantizedRows {
   validateQuantConfig(config);
   if (values.length !== rows * cols) throw new RangeError(`expected ${rows} x ${cols} values, got ${values.length}`);
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i]!)) throw new RangeError(`weight element ${i} is ${values[i]} (only finite weights can be quantized)`);
+  // Only finite weights can be quantized: one pass that the JIT keeps tight (v - v is NaN for
+  // NaN and infinities).
+  let check = 0;
+  for (let i = 0; i < values.length; i++) check += values[i]! - values[i]!;
+  if (check !== 0) {
+    const i = values.findIndex((v) => !Number.isFinite(v));
+    throw new RangeError(`weight element ${i} is ${values[i]} (only finite weights can be quantized)`);
   }
   const bs = config.blockSize;
   const nb = Math.ceil(cols / bs);

@@ -56,19 +56,24 @@ export interface MatMulNBitsTensors {
 
 export function matMulNBitsLayout(q: QuantizedRows): MatMulNBitsTensors {
   if (q.format !== 'int') throw new Error('internal: MatMulNBits takes integer codes');
-  const { rows: N, cols: K, blockSize: bs, blocks: nb, bits } = q;
+  const { rows: N, cols: K, blockSize: bs, blocks: nb, bits, codes } = q;
   const blobSize = (bs * bits) / 8;
   const B = new Uint8Array(N * nb * blobSize);
   for (let n = 0; n < N; n++) {
     for (let b = 0; b < nb; b++) {
       const z = zeroPointOf(q, n * nb + b);
-      const blob = (n * nb + b) * blobSize;
-      for (let j = 0; j < bs; j++) {
-        const k = b * bs + j;
-        const code = k < K ? q.codes[n * K + k]! : z;
-        if (bits === 8) B[blob + j] = code;
-        else B[blob + (j >> 1)]! |= (code & 0xf) << ((j & 1) * 4);
+      const src = n * K + b * bs;
+      const len = Math.min(bs, K - b * bs);
+      let o = (n * nb + b) * blobSize;
+      if (bits === 8) {
+        B.set(codes.subarray(src, src + len), o);
+        B.fill(z, o + len, o + bs);
+        continue;
       }
+      let j = 0;
+      for (; j + 1 < len; j += 2) B[o++] = codes[src + j]! | (codes[src + j + 1]! << 4);
+      // Tail of the last block: the zero point pads past K.
+      for (; j < bs; j += 2) B[o++] = (j < len ? codes[src + j]! : z) | (z << 4);
     }
   }
   let zeroPoints: Uint8Array | null = null;
@@ -142,6 +147,24 @@ export function qdqLayout(q: QuantizedRows, axis: 0 | 1): QdqTensors {
   };
 }
 
+export interface GatherTensors {
+  /** int4 (symmetric) / uint4 packed, or uint8 codes (8-bit: zero point 128 when absent), [rows, cols]. */
+  data: Uint8Array;
+  /** 4-bit: int4 when true, uint4 otherwise; 8-bit data is always uint8. */
+  signed: boolean;
+  /** [rows, blocks]. */
+  scales: Float32Array;
+  /** Same type as data, [rows, blocks] (packed for 4-bit); asymmetric only. */
+  zeroPoints: Uint8Array | null;
+}
+
+/** com.microsoft GatherBlockQuantized operands for a table [rows, cols] blocked along cols. */
+export function gatherLayout(q: QuantizedRows): GatherTensors {
+  if (q.bits === 8) return { data: q.codes, signed: false, scales: q.scales, zeroPoints: q.zeroPoints };
+  const l = qdqLayout(q, 1);
+  return { data: l.data, signed: l.signed, scales: l.scales, zeroPoints: l.zeroPoints };
+}
+
 export interface Nf4StandardTensors {
   /** uint4 codes [paddedK, N] (padding rows hold the zero code), packed low nibble first. */
   codes: Uint8Array;
@@ -166,6 +189,40 @@ export function nf4StandardLayout(q: QuantizedRows): Nf4StandardTensors {
     out.scaleGroupScales = transpose(q.scaleGroupScales, Math.ceil(N / 256), nb);
   }
   return out;
+}
+
+/** The layouts an emitted form reads; computed where the quantization ran (a worker thread). */
+export type LayoutKind = 'matmulnbits' | 'bnb4' | 'qdq0' | 'qdq1' | 'gather' | 'nf4';
+
+export interface PackedLayouts {
+  matmulnbits?: MatMulNBitsTensors;
+  bnb4?: { B: Uint8Array; absmax: Float32Array };
+  qdq0?: QdqTensors;
+  qdq1?: QdqTensors;
+  gather?: GatherTensors;
+  nf4?: Nf4StandardTensors;
+}
+
+export function packLayouts(q: QuantizedRows, kinds: readonly LayoutKind[]): PackedLayouts {
+  const out: PackedLayouts = {};
+  for (const k of kinds) {
+    if (k === 'matmulnbits') out.matmulnbits = matMulNBitsLayout(q);
+    else if (k === 'bnb4') out.bnb4 = bnb4Layout(q);
+    else if (k === 'qdq0') out.qdq0 = qdqLayout(q, 0);
+    else if (k === 'qdq1') out.qdq1 = qdqLayout(q, 1);
+    else if (k === 'gather') out.gather = gatherLayout(q);
+    else out.nf4 = nf4StandardLayout(q);
+  }
+  return out;
+}
+
+/** Every distinct buffer in the layouts (for transferring them across threads). */
+export function layoutBuffers(l: PackedLayouts): ArrayBuffer[] {
+  const set = new Set<ArrayBuffer>();
+  for (const part of Object.values(l)) {
+    for (const v of Object.values(part as object)) if (ArrayBuffer.isView(v)) set.add(v.buffer as ArrayBuffer);
+  }
+  return [...set];
 }
 
 function transpose(a: Float32Array, rows: number, cols: number): Float32Array {

@@ -6,6 +6,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { DataType, float16BitsToFloat32 } from '../ir/dtype.js';
 import { quantizeRows, type QuantConfig, type QuantizedRows } from './blockwise.js';
+import { layoutBuffers, packLayouts, type LayoutKind, type PackedLayouts } from './layouts.js';
 
 export interface QuantTask {
   id: number;
@@ -23,12 +24,18 @@ export interface QuantTask {
   /** The raw little-endian bytes (owned by the task: their buffer may be transferred), or a file range. */
   source: { kind: 'bytes'; bytes: Uint8Array } | { kind: 'file'; path: string; offset: number; length: number };
   config: QuantConfig;
+  /** The layouts to pack the result into (in the thread that quantized it). */
+  layouts: LayoutKind[];
 }
+
+/** What a task returns: the quantization without its per-weight codes, and the packed layouts. */
+export type QuantizedSummary = Omit<QuantizedRows, 'codes' | 'scaleCodes' | 'scaleGroupScales'>;
 
 export interface QuantTaskResult {
   id: number;
   name: string;
-  result?: QuantizedRows;
+  result?: QuantizedSummary;
+  layouts?: PackedLayouts;
   /** The error message when the task failed. */
   error?: string;
   /** Milliseconds spent quantizing (in whichever thread ran it). */
@@ -90,8 +97,19 @@ export function taskRows(task: QuantTask): Float32Array {
       get = (i) => table[dv.getUint16(i * 2, true)]!;
     }
   }
-  const out = new Float32Array(n);
   const { rows, cols } = task;
+  if (task.dtype === DataType.FLOAT && aligned) {
+    // The common case, without a call per element.
+    const f = new Float32Array(bytes.buffer, bytes.byteOffset, n);
+    if (task.transpose) {
+      const out = transposeFloats(f, cols, rows);
+      if (task.multiplier !== 1) for (let i = 0; i < n; i++) out[i] = Math.fround(out[i]! * task.multiplier);
+      return out;
+    }
+    // Read in place (the source is never written); a copy only to fold a multiplier.
+    return task.multiplier === 1 ? f : Float32Array.from(f, (v) => Math.fround(v * task.multiplier));
+  }
+  const out = new Float32Array(n);
   if (!task.transpose) {
     for (let i = 0; i < n; i++) out[i] = get(i);
   } else {
@@ -112,12 +130,31 @@ export function taskRows(task: QuantTask): Float32Array {
   return out;
 }
 
+/** [rows, cols] -> [cols, rows], in tiles so both sides stay in cache. */
+function transposeFloats(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  const T = 64;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(rows, r0 + T);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(cols, c0 + T);
+      for (let r = r0; r < r1; r++) {
+        const base = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = a[base + c]!;
+      }
+    }
+  }
+  return out;
+}
+
 /** Runs a task in this thread; failures come back as `error`, never thrown. */
 export function runQuantTask(task: QuantTask): QuantTaskResult {
   const t0 = performance.now();
   try {
-    const result = quantizeRows(taskRows(task), task.rows, task.cols, task.config);
-    return { id: task.id, name: task.name, result, ms: performance.now() - t0 };
+    const q = quantizeRows(taskRows(task), task.rows, task.cols, task.config);
+    const layouts = packLayouts(q, task.layouts);
+    const { codes: _codes, scaleCodes: _sc, scaleGroupScales: _sg, ...result } = q;
+    return { id: task.id, name: task.name, result, layouts, ms: performance.now() - t0 };
   } catch (err) {
     return { id: task.id, name: task.name, error: err instanceof Error ? err.message : String(err), ms: performance.now() - t0 };
   }
@@ -127,6 +164,8 @@ export function runQuantTask(task: QuantTask): QuantTaskResult {
 export function resultTransferList(r: QuantTaskResult): ArrayBuffer[] {
   const q = r.result;
   if (!q) return [];
-  const arrays = [q.codes, q.scales, q.zeroPoints, q.scaleCodes, q.scaleGroupScales];
-  return arrays.filter((a): a is NonNullable<typeof a> => a != null).map((a) => a.buffer as ArrayBuffer);
+  const set = new Set<ArrayBuffer>(r.layouts ? layoutBuffers(r.layouts) : []);
+  set.add(q.scales.buffer as ArrayBuffer);
+  if (q.zeroPoints) set.add(q.zeroPoints.buffer as ArrayBuffer);
+  return [...set];
 }
