@@ -3,6 +3,7 @@
  *   npm run bench                      all suites
  *   npm run bench -- --only codec      one suite
  *   npm run bench -- --keep            keep generated models (under .bench/)
+ *   npm run bench -- --repeat N        runs per measurement (median reported)
  * Figures are ratios against baselines measured in the same run; absolute numbers depend on the
  * machine (say which when you quote them).
  */
@@ -20,7 +21,8 @@ const repeat = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') 
 const dir = join(process.cwd(), '.bench');
 
 const SUITES: Record<string, () => unknown> = {
-  codec: () => benchCodec({ dir, keep, repeat }),
+  // 5 interleaved rounds by default: this machine's I/O timings vary a lot from run to run.
+  codec: () => benchCodec({ dir, keep, repeat: args.includes('--repeat') ? repeat : 5 }),
   compile: () => benchCompile({ dir, repeat: Math.max(repeat, 5) }),
   // ~0.95B parameters (3.6 GiB fp32): --small for a quick 0.1B run.
   merge: () =>
@@ -29,6 +31,10 @@ const SUITES: Record<string, () => unknown> = {
       : benchMerge({ dir, keep, layers: 16, hidden: 2048, intermediate: 5632, vocab: 32000, rank: 16 }),
 };
 
+if (only !== undefined && !(only in SUITES)) {
+  console.error(`unknown suite '${only}'; suites: ${Object.keys(SUITES).join(', ')}`);
+  process.exit(2);
+}
 console.log(`peftc bench on ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}`);
 for (const [name, run] of Object.entries(SUITES)) {
   if (only && only !== name) continue;

@@ -2,16 +2,17 @@
  * Benchmark tasks, each run in its own process by bench/util.ts runTask so that peak RSS is the
  * task's own: `node dist/bench/tasks.js NAME 'JSON args'`. Prints one JSON line.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { compileModel } from '../src/compile.js';
 import { createHash } from 'node:crypto';
 import { DataType } from '../src/ir/dtype.js';
-import { Tensor } from '../src/ir/tensor.js';
+import { STREAM_CHUNK_BYTES, Tensor } from '../src/ir/tensor.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';
 import { ModelBuilder } from '../models/builder.js';
 import type { TaskResult } from './util.js';
 
-const CHUNK = 16 << 20;
+/** The chunk size of the codec's streaming reads and writes, so baselines do the same I/O. */
+const CHUNK = STREAM_CHUNK_BYTES;
 
 function peakRssMiB(): number {
   return process.resourceUsage().maxRSS / 1024;
@@ -19,6 +20,20 @@ function peakRssMiB(): number {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Task = (args: any) => Record<string, number | string | boolean>;
+
+/** Wall and CPU (user + system) time of a stretch of work. */
+interface Span {
+  ms: number;
+  cpuMs: number;
+}
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+const begin = () => ({ t: performance.now(), c: cpuMs() });
+const end = (b: { t: number; c: number }): Span => ({ ms: performance.now() - b.t, cpuMs: cpuMs() - b.c });
+/** A task that times only part of its work sets this; otherwise its whole run is timed. */
+let timed: Span | undefined;
 
 /** Shape of the generated transformer-ish model (see bench/codec.ts). */
 export interface GenSpec {
@@ -79,20 +94,44 @@ const generate: Task = ({ path, spec }: { path: string; spec: GenSpec }) => {
   return { bytes, largest, tensors: count, nodes: b.graph.nodes.length, externalBytes: r.externalBytes, modelBytes: r.modelBytes };
 };
 
-const read: Task = ({ file }: { file: string }) => {
+/**
+ * Reads `file` sequentially in CHUNK pieces into one buffer; or, given `fresh` sizes, reads those
+ * many bytes one after another each into a new buffer (what materializing each tensor costs).
+ */
+const read: Task = ({ file, fresh }: { file: string; fresh?: number[] }) => {
   const fd = openSync(file, 'r');
-  const buf = Buffer.allocUnsafe(CHUNK);
   let total = 0;
-  for (;;) {
-    const n = readSync(fd, buf, 0, CHUNK, total);
-    if (n === 0) break;
-    total += n;
+  const fill = (buf: Uint8Array, want: number) => {
+    for (let got = 0; got < want; ) {
+      const n = readSync(fd, buf, got, Math.min(want - got, 1 << 30), total);
+      if (n === 0) return false;
+      got += n;
+      total += n;
+    }
+    return true;
+  };
+  let check = 0;
+  if (fresh) {
+    for (const size of fresh) {
+      const buf = Buffer.allocUnsafe(size);
+      if (!fill(buf, size)) break;
+      check ^= buf[size - 1]!;
+    }
+  } else {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (;;) {
+      const n = readSync(fd, buf, 0, CHUNK, total);
+      if (n === 0) break;
+      total += n;
+    }
   }
   closeSync(fd);
-  return { bytes: total };
+  return { bytes: total, check };
 };
 
+/** Copies `src` to `dst` through a user buffer (timed: the copy, not removing `dst` after). */
 const copy: Task = ({ src, dst, durable }: { src: string; dst: string; durable: boolean }) => {
+  const t0 = begin();
   const fin = openSync(src, 'r');
   const fout = openSync(dst, 'w');
   let total = 0;
@@ -107,8 +146,24 @@ const copy: Task = ({ src, dst, durable }: { src: string; dst: string; durable: 
   if (durable) fsyncSync(fout);
   closeSync(fin);
   closeSync(fout);
+  timed = end(t0);
   rmSync(dst, { force: true });
   return { bytes: total };
+};
+
+/** The same copy done by the kernel (fs.copyFileSync: copy_file_range, no trip through user memory). */
+const kcopy: Task = ({ src, dst, durable }: { src: string; dst: string; durable: boolean }) => {
+  const t0 = begin();
+  copyFileSync(src, dst);
+  if (durable) {
+    const fd = openSync(dst, 'r+');
+    fsyncSync(fd);
+    closeSync(fd);
+  }
+  timed = end(t0);
+  const bytes = statSync(dst).size;
+  rmSync(dst, { force: true });
+  return { bytes };
 };
 
 /**
@@ -136,29 +191,55 @@ const decode: Task = ({ model, mode }: { model: string; mode: 'stream' | 'whole'
   return { bytes: total, tensors: m.graph.initializers.length, check };
 };
 
-const encode: Task = ({ model, out, durable }: { model: string; out: string; durable: boolean }) => {
+/**
+ * Encode = saveModel of a loaded model to a new path (timed: the save). `alignment` other than the
+ * source's changes the layout, so every byte is streamed; `recompute` replaces the tensors whose
+ * names contain one of these strings by deferred tensors (computed when written, as merged
+ * weights are). Removes the output unless `keep`.
+ */
+const encode: Task = ({ model, out, durable, alignment, recompute, keep }: { model: string; out: string; durable: boolean; alignment?: number; recompute?: string[]; keep?: boolean }) => {
   const m = loadModel(model);
-  const r = saveModel(m, out, { durable });
-  return { bytes: r.externalBytes + r.modelBytes, externalTensors: r.externalTensors };
+  let recomputed = 0;
+  for (const v of m.graph.initializers) {
+    const t = v.initializer!;
+    if (!recompute?.some((r) => t.name.includes(r))) continue;
+    v.initializer = Tensor.deferred(t.name, t.dtype, t.dims, () => Uint8Array.from(t.bytes()), true);
+    recomputed += t.byteLength;
+  }
+  const t0 = begin();
+  const r = saveModel(m, out, { durable, ...(alignment ? { alignment } : {}) });
+  timed = end(t0);
+  if (!keep) {
+    rmSync(out, { force: true });
+    if (r.externalDataPath) rmSync(r.externalDataPath, { force: true });
+  }
+  return { bytes: r.externalBytes + r.modelBytes, externalTensors: r.externalTensors, recomputedBytes: recomputed };
 };
 
-/** Streams both models' initializers through SHA-1 and compares: equality without holding tensors. */
-const verify: Task = ({ a, b }: { a: string; b: string }) => {
-  const ma = loadModel(a);
-  const mb = loadModel(b);
+/**
+ * Streams the initializers of `a` and of each model in `bs` through SHA-1 and compares them:
+ * equality of every weight without holding any tensor whole.
+ */
+const verify: Task = ({ a, bs }: { a: string; bs: string[] }) => {
   const digest = (t: Tensor) => {
     const h = createHash('sha1');
     for (const c of t.chunks(undefined, true)) h.update(c);
     return h.digest('hex');
   };
-  let equal = ma.graph.initializers.length === mb.graph.initializers.length;
-  let total = 0;
-  ma.graph.initializers.forEach((v, i) => {
-    const w = mb.graph.initializers[i];
-    if (!w || w.name !== v.name || digest(v.initializer!) !== digest(w.initializer!)) equal = false;
-    total += v.initializer!.byteLength;
+  const ma = loadModel(a);
+  const want = ma.graph.initializers.map((v) => [v.name, digest(v.initializer!)]);
+  const bytes = ma.graph.initializers.reduce((n, v) => n + v.initializer!.byteLength, 0);
+  const info: Record<string, number | string | boolean> = { bytes, tensors: want.length };
+  let equal = true;
+  bs.forEach((b, k) => {
+    const mb = loadModel(b);
+    const got = mb.graph.initializers.map((v) => [v.name, digest(v.initializer!)]);
+    const same = got.length === want.length && got.every(([n, d], i) => n === want[i]![0] && d === want[i]![1]);
+    info[`equal${k}`] = same;
+    equal &&= same;
   });
-  return { equal, bytes: total, outputFileBytes: statSync(b).size };
+  info.equal = equal;
+  return info;
 };
 
 /** A Llama-shaped model (TorchScript-style node names, [in, out] MatMul weights) and a LoRA adapter folder. */
@@ -233,7 +314,7 @@ const merge: Task = ({ model, adapter, out }: { model: string; adapter: string; 
   return { merged: Number(r.passes[0]?.details.merged ?? 0), bytes: r.written.externalBytes + r.written.modelBytes };
 };
 
-const TASKS: Record<string, Task> = { generate, read, copy, decode, encode, verify, 'generate-llm': generateLlm, merge };
+const TASKS: Record<string, Task> = { generate, read, copy, kcopy, decode, encode, verify, 'generate-llm': generateLlm, merge };
 
 const [name, argText] = process.argv.slice(2);
 const task = TASKS[name ?? ''];
@@ -241,7 +322,8 @@ if (!task) {
   console.error(`unknown task ${name}; tasks: ${Object.keys(TASKS).join(', ')}`);
   process.exit(2);
 }
-const t0 = performance.now();
+const whole = begin();
 const info = task(JSON.parse(argText ?? '{}'));
-const result: TaskResult = { ms: performance.now() - t0, peakRssMiB: peakRssMiB(), info };
+const span = timed ?? end(whole);
+const result: TaskResult = { ms: span.ms, cpuMs: span.cpuMs, peakRssMiB: peakRssMiB(), info };
 console.log(JSON.stringify(result));

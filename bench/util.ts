@@ -3,7 +3,8 @@
  * print tables, write JSON results.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../src/atomic-write.js';
@@ -12,6 +13,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 export interface TaskResult {
   ms: number;
+  /** CPU time (user + system) of the same stretch, ms: less sensitive than `ms` to other load. */
+  cpuMs?: number;
   /** Peak resident set size of the child process, MiB. */
   peakRssMiB: number;
   /** Task-specific figures (bytes processed, counts...). */
@@ -57,3 +60,60 @@ export function writeResults(suite: string, data: unknown): string {
 
 export const MiB = 1 << 20;
 export const fmt = (n: number, digits = 1) => n.toFixed(digits);
+
+/** Median, fastest and slowest of repeated runs (each in its own process); peak RSS the max seen. */
+export interface Summary extends TaskResult {
+  runsMs: number[];
+  minMs: number;
+  maxMs: number;
+}
+
+export function summarize(runs: TaskResult[]): Summary {
+  const sorted = [...runs].sort((a, b) => a.ms - b.ms);
+  const mid = sorted[Math.floor(sorted.length / 2)]!;
+  const cpu = runs.map((r) => r.cpuMs ?? NaN).sort((a, b) => a - b);
+  return {
+    ...mid,
+    cpuMs: cpu[Math.floor(cpu.length / 2)],
+    peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)),
+    runsMs: runs.map((r) => r.ms),
+    minMs: sorted[0]!.ms,
+    maxMs: sorted.at(-1)!.ms,
+  };
+}
+
+/** Flushes every dirty page to disk (`sync`), so one run's writeback does not slow the next. */
+export function syncDisks(): void {
+  execFileSync('sync');
+}
+
+/**
+ * Bytes of `file` in the page cache (util-linux `fincore`), or undefined where that tool is
+ * missing. Used to state, not assume, whether a measurement ran on a warm cache.
+ */
+export function residentBytes(file: string): number | undefined {
+  try {
+    return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads `file` once (untimed) so that the next measurement starts on a warm page cache. */
+export function warmUp(file: string, chunk = 16 << 20): void {
+  const fd = openSync(file, 'r');
+  const buf = Buffer.allocUnsafe(chunk);
+  try {
+    for (let at = 0; ; ) {
+      const n = readSync(fd, buf, 0, chunk, at);
+      if (n === 0) break;
+      at += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** 1-minute load average: other work on the machine skews timings; reported with them. */
+export const load1 = (): number => loadavg()[0]!;
+

@@ -3,7 +3,7 @@
  * temporary file beside the target, then rename, so a reader never sees a half-written model and
  * a failed write leaves nothing behind). Input files are never written to.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, copyFileSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PeftcError } from '../errors.js';
@@ -42,7 +42,10 @@ export interface SaveResult {
  * `options.location` in the same folder, default `<file name>.data`.
  */
 export interface SaveOptions extends EncodeOptions {
-  /** fsync the files before renaming them into place (default true): the model survives a crash. */
+  /**
+   * fsync the files before renaming them into place, and the folder after (default true): the
+   * saved model survives a crash. Off only for scratch outputs (tests, benchmarks).
+   */
   durable?: boolean;
 }
 
@@ -97,6 +100,7 @@ export function saveModel(model: Model, path: string, options: SaveOptions = {})
     throw new PeftcError(`${path}: writing failed: ${(err as Error).message}`, 2, { cause: err });
   }
   if (dataBackup) rmSync(dataBackup, { force: true });
+  if (options.durable ?? true) syncFolder(dir);
   return {
     path: realTarget,
     modelBytes: plan.modelBytes,
@@ -141,10 +145,37 @@ function writeParts(plan: EncodePlan, file: string, durable: boolean): void {
   }
 }
 
+/**
+ * Writes the side file. Streams every tensor from wherever it lives — unless most of the bytes
+ * are unchanged tensors of one existing data file at the very offsets they get in the new one
+ * (the usual case after passes that leave weights alone, or change a few of the same size):
+ * then that file is copied by the kernel (copy_file_range, or a reflink where the file system
+ * has them), which skips the trip through user memory and is several times faster, and only
+ * what differs is written over the copy: the other tensors, and zeros in the gaps between
+ * tensors (so no byte the model does not reference is carried over). The result is byte for
+ * byte what streaming writes.
+ */
 function writeExternal(plan: EncodePlan, file: string, durable: boolean): void {
-  const fd = openSync(file, 'wx');
+  let base = copyBase(plan);
+  let fd = base ? copyOf(base, file) : undefined;
+  if (fd === undefined) {
+    base = undefined;
+    fd = openSync(file, 'wx');
+  }
   try {
-    for (const { tensor, offset } of plan.external) {
+    let toWrite = plan.external;
+    if (base) {
+      const size = fstatSync(fd).size;
+      ftruncateSync(fd, plan.externalBytes);
+      let at = 0;
+      for (const { tensor, offset } of plan.external) {
+        if (offset > at) writeZeros(fd, at, Math.min(offset, size) - at);
+        at = Math.max(at, offset + tensor.byteLength);
+      }
+      if (at < Math.min(size, plan.externalBytes)) writeZeros(fd, at, Math.min(size, plan.externalBytes) - at);
+      toWrite = plan.external.filter((e) => !base.reused.has(e));
+    }
+    for (const { tensor, offset } of toWrite) {
       let at = offset;
       for (const c of tensor.chunks(undefined, true)) {
         writeAll(fd, c, at);
@@ -154,5 +185,90 @@ function writeExternal(plan: EncodePlan, file: string, durable: boolean): void {
     if (durable) fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * The existing data file worth copying whole for this plan, if any: the one holding the most
+ * bytes of tensors that are its unchanged (unchecksummed) external data at the offsets the plan
+ * gives them, when that is at least half of the side file.
+ */
+function copyBase(plan: EncodePlan): { path: string; reused: Set<ExternalEntry>; end: number } | undefined {
+  const byFile = new Map<string, { bytes: number; reused: Set<ExternalEntry>; end: number }>();
+  for (const entry of plan.external) {
+    const { tensor, offset } = entry;
+    const s = tensor.source;
+    if (s.kind !== 'external' || s.ref.offset !== offset || s.ref.checksum !== undefined) continue;
+    if (s.ref.length !== undefined && s.ref.length !== tensor.byteLength) continue;
+    let f = byFile.get(s.ref.path);
+    if (!f) byFile.set(s.ref.path, (f = { bytes: 0, reused: new Set(), end: 0 }));
+    f.bytes += tensor.byteLength;
+    f.reused.add(entry);
+    f.end = Math.max(f.end, offset + tensor.byteLength);
+  }
+  let best: { path: string; reused: Set<ExternalEntry>; end: number; bytes: number } | undefined;
+  for (const [path, f] of byFile) if (!best || f.bytes > best.bytes) best = { path, ...f };
+  if (!best || best.bytes * 2 < plan.externalBytes) return undefined;
+  // Copying bytes that are then overwritten or cut off must not cost more than it saves.
+  const size = fileSize(best.path);
+  return size !== undefined && size - best.bytes <= best.bytes ? best : undefined;
+}
+
+/**
+ * Copies the base file to `file` and opens the copy, or returns undefined (leaving no file) when
+ * that fails or the file no longer holds its tensors: streaming then reports what is wrong.
+ */
+function copyOf(base: { path: string; end: number }, file: string): number | undefined {
+  let fd: number | undefined;
+  let created = false;
+  try {
+    // Created here first, so it is ours alone ('wx') and gets a new file's mode, not the source's.
+    fd = openSync(file, 'wx');
+    created = true;
+    const mode = fstatSync(fd).mode & 0o7777;
+    closeSync(fd);
+    fd = undefined;
+    copyFileSync(base.path, file, constants.COPYFILE_FICLONE);
+    chmodSync(file, mode);
+    fd = openSync(file, 'r+');
+    if (fstatSync(fd).size >= base.end) return fd;
+  } catch {
+    // fall through
+  }
+  if (fd !== undefined) closeSync(fd);
+  if (created) rmSync(file, { force: true });
+  return undefined;
+}
+
+type ExternalEntry = EncodePlan['external'][number];
+
+function fileSize(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch {
+    return undefined;
+  }
+}
+
+const ZEROS = new Uint8Array(1 << 16);
+
+function writeZeros(fd: number, position: number, length: number): void {
+  for (let done = 0; done < length; ) {
+    const n = Math.min(ZEROS.byteLength, length - done);
+    writeAll(fd, ZEROS.subarray(0, n), position + done);
+    done += n;
+  }
+}
+
+/** fsync a folder so that renames in it survive a crash (best effort: not every platform can). */
+function syncFolder(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch {
+    // Opening or syncing a folder is not supported here (e.g. Windows); the files themselves are synced.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
