@@ -46,6 +46,7 @@ import {
   type QdqTensors,
 } from '../src/quant/layouts.js';
 import { NF4_CODE_BOOK } from '../src/quant/nf4.js';
+import { mergeLayouts, mergeStats, planParts } from '../src/quant/parts.js';
 import { defaultWorkerCount, runQuantTasks } from '../src/quant/pool.js';
 import type { QuantizedSummary, QuantTask, QuantTaskResult } from '../src/quant/task.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
@@ -76,6 +77,8 @@ export interface WeightQuantOptions {
   doubleQuant?: boolean;
   /** Worker threads; 0 runs in this thread; default: one per core for jobs over 1M weights. */
   workers?: number;
+  /** Weights per quantization task at most (larger weights are cut into parts); default: by thread count, at most 16M. */
+  maxPartWeights?: number;
   mseGrid?: number;
   mseMinShrink?: number;
 }
@@ -110,6 +113,10 @@ export interface WeightQuantPass extends Pass {
 
 const MS_DOMAIN = 'com.microsoft';
 const AUTO_WORKERS_MIN_ELEMENTS = 1 << 20;
+/** Weights per quantization task at most (a larger weight is quantized in parts) ... */
+const MAX_PART_WEIGHTS = 1 << 24;
+/** ... and at least, when cutting for balance across threads. */
+const MIN_PART_WEIGHTS = 1 << 20;
 
 type ConsumerKind = 'matmul' | 'gemm' | 'gather';
 
@@ -300,40 +307,74 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
     doubleQuant: options.doubleQuant ?? true,
   });
 
-  // 3. Quantize (worker threads) and rewrite as results arrive.
+  // 3. Quantize (worker threads, large weights in parts) and rewrite as weights complete.
   const jobList = [...jobs.values()];
   const totalElements = jobList.reduce((s, j) => s + j.rows * j.cols, 0);
-  const workers = Math.min(
-    jobList.length,
-    options.workers ?? (totalElements >= AUTO_WORKERS_MIN_ELEMENTS && jobList.length > 1 ? defaultWorkerCount() : 0),
-  );
+  const autoWorkers = totalElements >= AUTO_WORKERS_MIN_ELEMENTS && (jobList.length > 1 || totalElements > MAX_PART_WEIGHTS) ? defaultWorkerCount() : 0;
+  const workers = options.workers ?? autoWorkers;
+  // Parts small enough to spread the work over the threads (a few per thread), never over 16M weights.
+  const maxPart =
+    options.maxPartWeights ?? (workers > 0 ? Math.min(MAX_PART_WEIGHTS, Math.max(MIN_PART_WEIGHTS, Math.ceil(totalElements / (workers * 3)))) : MAX_PART_WEIGHTS);
+  const plans = jobList.map((job) => {
+    const nf4RowsCut = job.layouts.includes('nf4') && !job.transpose;
+    const parts = job.transpose
+      ? planParts(job.cols, 2 * blockSize, job.rows, maxPart)
+      : nf4RowsCut
+        ? [{ start: 0, end: job.rows }]
+        : planParts(job.rows, 256, job.cols, maxPart);
+    return { job, parts, cut: (job.transpose ? 'cols' : 'rows') as 'cols' | 'rows' };
+  });
+  const taskOwner: Array<{ job: number; part: number }> = [];
+  plans.forEach((p, j) => p.parts.forEach((_, i) => taskOwner.push({ job: j, part: i })));
   const emitter = new Emitter(model, graph, options, ctx);
   const tasks = function* (): Generator<QuantTask> {
-    for (let id = 0; id < jobList.length; id++) {
-      const job = jobList[id]!;
-      yield {
-        id,
-        name: job.weight.name,
-        dtype: job.tensor.dtype as typeof DataType.FLOAT | typeof DataType.FLOAT16,
-        rows: job.rows,
-        cols: job.cols,
-        transpose: job.transpose,
-        multiplier: job.multiplier,
-        source: taskSource(job.tensor, workers > 0),
-        config: config(job.tensor),
-        layouts: job.layouts,
-      };
+    let id = 0;
+    for (const { job, parts } of plans) {
+      const slicer = sourceSlicer(job.tensor, workers > 0);
+      // Bytes per unit of the cut: a row of W[K, N] for K cuts, a row of the weight otherwise.
+      const unitBytes = (job.transpose ? job.rows : job.cols) * (job.tensor.dtype === DataType.FLOAT ? 4 : 2);
+      for (const part of parts) {
+        const len = part.end - part.start;
+        yield {
+          id: id++,
+          name: job.weight.name,
+          dtype: job.tensor.dtype as typeof DataType.FLOAT | typeof DataType.FLOAT16,
+          rows: job.transpose ? job.rows : len,
+          cols: job.transpose ? len : job.cols,
+          transpose: job.transpose,
+          multiplier: job.multiplier,
+          source: slicer(part.start * unitBytes, part.end * unitBytes),
+          config: config(job.tensor),
+          layouts: job.layouts,
+        };
+      }
     }
   };
   let quantized = 0;
   const t0 = performance.now();
-  const emit = (r: QuantTaskResult) => {
-    const job = jobList[r.id]!;
-    if (!r.result || !r.layouts) {
-      skip(`kept '${job.weight.name}' in full precision: ${r.error}`);
+  const emit = (j: number, results: QuantTaskResult[]) => {
+    const { job, cut } = plans[j]!;
+    const failed = results.find((r) => !r.result || !r.layouts);
+    if (failed) {
+      skip(`kept '${job.weight.name}' in full precision: ${failed.error}`);
       return;
     }
-    const report = emitter.emit(job, r.result, r.layouts, r.ms);
+    const summaries = results.map((r) => r.result!);
+    const first = summaries[0]!;
+    const q: QuantizedSummary = {
+      ...first,
+      rows: job.rows,
+      cols: job.cols,
+      blocks: Math.ceil(job.cols / first.blockSize),
+      stats: mergeStats(summaries.map((s) => s.stats)),
+    };
+    const layouts = mergeLayouts(
+      results.map((r) => r.layouts!),
+      summaries.map((s) => ({ rows: s.rows, cols: s.cols, blocks: s.blocks })),
+      cut,
+      first.bits,
+    );
+    const report = emitter.emit(job, q, layouts, results.reduce((a, r) => a + r.ms, 0));
     quantized++;
     layers.push(report);
     const rtn = report.rtnRmse !== undefined ? ` (rtn rmse ${report.rtnRmse.toExponential(3)})` : '';
@@ -341,15 +382,16 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
       `weight-quant: ${report.weight} (${report.nodes.join(', ')}) [${report.rows}x${report.cols}] -> ${report.form}: rmse ${report.rmse.toExponential(3)}, relative ${report.relativeRmse.toExponential(3)}, max abs ${report.maxAbsError.toExponential(3)}${rtn}`,
     );
   };
-  // Results arrive in completion order; they are applied in job order, so the model written is
-  // the same whatever the thread count (results that come early wait, quantized, in `pending`).
-  const pending = new Map<number, QuantTaskResult>();
+  // Results arrive in completion order; weights are rewritten in job order, so the model written is
+  // the same whatever the thread count (parts that come early wait, packed, in `done`).
+  const done: Array<QuantTaskResult[] | undefined> = plans.map(() => undefined);
   let next = 0;
-  const run = runQuantTasks(tasks(), { workers }, (r: QuantTaskResult) => {
-    pending.set(r.id, r);
-    for (let p = pending.get(next); p; p = pending.get(next)) {
-      pending.delete(next++);
-      emit(p);
+  const run = runQuantTasks(tasks(), { workers: Math.min(workers, taskOwner.length) }, (r: QuantTaskResult) => {
+    const { job, part } = taskOwner[r.id]!;
+    (done[job] ??= [])[part] = r;
+    while (next < plans.length && done[next]?.filter(Boolean).length === plans[next]!.parts.length) {
+      emit(next, done[next]!);
+      done[next++] = undefined;
     }
   });
   const ms = performance.now() - t0;
@@ -381,17 +423,22 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
   return { changed: quantized > 0, details };
 }
 
-/** The bytes a task may own (and a worker may take): a private copy unless already private. */
-function taskSource(t: Tensor, forWorker: boolean): QuantTask['source'] {
-  if (t.source.kind === 'external' && forWorker) {
+/**
+ * A function giving a task's source for a byte range of the tensor: a file range a worker reads
+ * itself (external data without a checksum), or bytes the task owns (a private copy when a worker
+ * will take them; the tensor's bytes are read once per weight).
+ */
+function sourceSlicer(t: Tensor, forWorker: boolean): (begin: number, end: number) => QuantTask['source'] {
+  if (t.source.kind === 'external' && forWorker && t.source.ref.checksum === undefined) {
     const ref = t.source.ref;
-    // Checksummed data is read (and checked) here; plain ranges are read by the worker itself.
-    if (ref.checksum === undefined) return { kind: 'file', path: ref.path, offset: ref.offset, length: t.byteLength };
+    return (begin, end) => ({ kind: 'file', path: ref.path, offset: ref.offset + begin, length: end - begin });
   }
-  const bytes = t.bytes();
-  if (!forWorker) return { kind: 'bytes', bytes };
-  const owned = t.source.kind === 'external' && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-  return { kind: 'bytes', bytes: owned ? bytes : new Uint8Array(bytes) };
+  let bytes: Uint8Array | undefined;
+  return (begin, end) => {
+    bytes ??= t.bytes();
+    const slice = bytes.subarray(begin, end);
+    return { kind: 'bytes', bytes: forWorker ? new Uint8Array(slice) : slice };
+  };
 }
 
 /** Builds the quantized forms in the graph. */

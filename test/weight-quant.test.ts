@@ -460,3 +460,49 @@ describe('worker threads', () => {
     }
   });
 });
+
+describe('weights quantized in parts', () => {
+  const forms: Array<[string, WeightQuantOptions, 'matmul' | 'gemmT' | 'gather']> = [
+    ['int4 MatMulNBits, cut along K', { mode: 'int4', blockSize: 16 }, 'matmul'],
+    ['int8 MatMulNBits, cut along K', { mode: 'int8', blockSize: 16, symmetric: true }, 'matmul'],
+    ['int4 MatMulNBits from Gemm transB, cut along rows', { mode: 'int4', blockSize: 32 }, 'gemmT'],
+    ['int4 QDQ axis 0, cut along K', { mode: 'int4', blockSize: 16, format: 'qdq' }, 'matmul'],
+    ['int4 QDQ axis 1, cut along rows', { mode: 'int4', blockSize: 16, format: 'qdq' }, 'gemmT'],
+    ['int4 GatherBlockQuantized, cut along rows', { mode: 'int4', blockSize: 16, gather: true }, 'gather'],
+    ['nf4 MatMulBnb4, cut along K', { mode: 'nf4', blockSize: 16 }, 'matmul'],
+    ['nf4 MatMulBnb4 from Gemm transB, cut along rows', { mode: 'nf4', blockSize: 16 }, 'gemmT'],
+    ['nf4 standard ops, cut along K', { mode: 'nf4', blockSize: 32, format: 'qdq' }, 'matmul'],
+  ];
+  const build = (kind: 'matmul' | 'gemmT' | 'gather') => {
+    // K = 200 (not a multiple of the cut), 600 rows (more than two 256-row parts, odd count of 4-bit pairs).
+    const [K, N] = kind === 'matmul' ? [208, 37] : [200, 601];
+    const b = new ModelBuilder({ opset: 21, irVersion: 10 });
+    if (kind === 'gather') {
+      const idx = b.input('idx', DataType.INT64, [3]);
+      b.output(b.op('Gather', [b.initializer('T', DataType.FLOAT, [N, K], weights(N * K, 8)), idx], {}, { name: 'g' }));
+    } else {
+      const x = b.input('x', DataType.FLOAT, [2, K]);
+      const w = kind === 'matmul' ? b.initializer('W', DataType.FLOAT, [K, N], weights(K * N, 8)) : b.initializer('W', DataType.FLOAT, [N, K], weights(K * N, 8));
+      b.output(b.op(kind === 'matmul' ? 'MatMul' : 'Gemm', [x, w], kind === 'gemmT' ? { transB: 1 } : {}, { name: 'mm' }));
+    }
+    return b.build();
+  };
+  const contents = (m: Model) => m.graph.initializers.map((v) => [v.name, v.initializer!.dtype, v.initializer!.dims.join('x'), Buffer.from(v.initializer!.bytes()).toString('base64')]);
+  for (const [label, options, kind] of forms) {
+    it(`${label}: the same model as in one piece`, () => {
+      const whole = build(kind);
+      const wholePass = weightQuantization({ ...options, workers: 0 });
+      runPipeline(whole, [wholePass], { check: true });
+      for (const workers of [0, 2]) {
+        const cut = build(kind);
+        const cutPass = weightQuantization({ ...options, workers, maxPartWeights: 4000 });
+        runPipeline(cut, [cutPass], { check: true });
+        expect(contents(cut)).toEqual(contents(whole));
+        expect(cut.graph.nodes.map((n) => n.opType)).toEqual(whole.graph.nodes.map((n) => n.opType));
+        const [a, b] = [wholePass.layers[0]!, cutPass.layers[0]!];
+        expect(b.maxAbsError).toBe(a.maxAbsError);
+        expect(b.rmse).toBeCloseTo(a.rmse, 12);
+      }
+    });
+  }
+});

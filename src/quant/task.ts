@@ -28,8 +28,8 @@ export interface QuantTask {
   layouts: LayoutKind[];
 }
 
-/** What a task returns: the quantization without its per-weight codes, and the packed layouts. */
-export type QuantizedSummary = Omit<QuantizedRows, 'codes' | 'scaleCodes' | 'scaleGroupScales'>;
+/** What a task returns besides the packed layouts: shape, settings and error statistics. */
+export type QuantizedSummary = Omit<QuantizedRows, 'codes' | 'scales' | 'zeroPoints' | 'scaleCodes' | 'scaleGroupScales'>;
 
 export interface QuantTaskResult {
   id: number;
@@ -153,7 +153,7 @@ export function runQuantTask(task: QuantTask): QuantTaskResult {
   try {
     const q = quantizeRows(taskRows(task), task.rows, task.cols, task.config);
     const layouts = packLayouts(q, task.layouts);
-    const { codes: _codes, scaleCodes: _sc, scaleGroupScales: _sg, ...result } = q;
+    const { codes: _c, scales: _s, zeroPoints: _z, scaleCodes: _sc, scaleGroupScales: _sg, ...result } = q;
     return { id: task.id, name: task.name, result, layouts, ms: performance.now() - t0 };
   } catch (err) {
     return { id: task.id, name: task.name, error: err instanceof Error ? err.message : String(err), ms: performance.now() - t0 };
@@ -162,10 +162,5 @@ export function runQuantTask(task: QuantTask): QuantTaskResult {
 
 /** The buffers of a result that can be transferred instead of copied. */
 export function resultTransferList(r: QuantTaskResult): ArrayBuffer[] {
-  const q = r.result;
-  if (!q) return [];
-  const set = new Set<ArrayBuffer>(r.layouts ? layoutBuffers(r.layouts) : []);
-  set.add(q.scales.buffer as ArrayBuffer);
-  if (q.zeroPoints) set.add(q.zeroPoints.buffer as ArrayBuffer);
-  return [...set];
+  return r.layouts ? layoutBuffers(r.layouts) : [];
 }
