@@ -4,6 +4,7 @@
  *   npm run bench -- --only codec      one suite
  *   npm run bench -- --keep            keep generated models (under .bench/)
  *   npm run bench -- --repeat N        runs per measurement (median reported)
+ *   npm run bench -- --threads N       onnxruntime intra-op threads for latency (default 1)
  * Figures are ratios against baselines measured in the same run; absolute numbers depend on the
  * machine (say which when you quote them).
  */
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { benchCodec } from './codec.js';
 import { benchCompile } from './compile.js';
 import { benchMerge } from './merge.js';
+import { benchQuantFidelity } from './quant-fidelity.js';
 import { writeResults } from './util.js';
 
 const args = process.argv.slice(2);
@@ -19,6 +21,7 @@ const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefi
 const keep = args.includes('--keep');
 const repeat = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : 3;
 const dir = join(process.cwd(), '.bench');
+const threads = args.includes('--threads') ? Number(args[args.indexOf('--threads') + 1]) : 1;
 
 const SUITES: Record<string, () => unknown> = {
   // 5 interleaved rounds by default: this machine's I/O timings vary a lot from run to run.
@@ -29,6 +32,8 @@ const SUITES: Record<string, () => unknown> = {
     args.includes('--small')
       ? benchMerge({ dir, keep, layers: 4, hidden: 1024, intermediate: 2816, vocab: 8000, rank: 16 })
       : benchMerge({ dir, keep, layers: 16, hidden: 2048, intermediate: 5632, vocab: 32000, rank: 16 }),
+  // Perplexity of models/lm after each weight quantization, vs onnxruntime's own quantizer.
+  'quant-fidelity': () => benchQuantFidelity({ dir, keep, repeat, threads }),
 };
 
 if (only !== undefined && !(only in SUITES)) {

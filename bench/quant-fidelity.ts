@@ -1,0 +1,186 @@
+/**
+ * Weight-quantization fidelity (issue #5): perplexity of the byte-level language model in
+ * models/lm (trained by models/train_lm.py on held-out Python documentation text) after each of
+ * peftc's weight-only quantizations, next to onnxruntime's own MatMulNBitsQuantizer output for the
+ * same model (made by train_lm.py with onnxruntime 1.30 Python), all evaluated here by the same
+ * code through onnxruntime-node on the same windows. Also onnxruntime CPU latency of the
+ * quantized models against fp32, measured in the same process.
+ *
+ * Perplexity = exp(mean negative log-likelihood of byte t+1 given bytes <= t) over every window
+ * of eval.bin (the first byte of each window is context only), computed in float64.
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { compileModel, type CompileOptions, type WeightQuantSettings } from '../src/compile.js';
+import { PeftcError } from '../src/errors.js';
+import { DataType } from '../src/ir/dtype.js';
+import { Tensor } from '../src/ir/tensor.js';
+import { OrtSession } from '../src/runtime/ort.js';
+import { fmt, printTable } from './util.js';
+
+const LM_DIR = join(process.cwd(), 'models', 'lm');
+
+interface Variant {
+  label: string;
+  /** A model file made elsewhere (onnxruntime's quantizer), or peftc compile settings. */
+  file?: string;
+  quant?: CompileOptions['quant'];
+  settings?: WeightQuantSettings & Record<string, unknown>;
+  /** Also measure onnxruntime latency of this model. */
+  latency?: boolean;
+}
+
+interface Row {
+  label: string;
+  perplexity: number;
+  delta: number;
+  bytes: number;
+  quantizeMs?: number;
+  latencyMs?: Record<string, number>;
+  error?: string;
+}
+
+/** Byte windows of eval.bin as an int64 [count, seq] tensor. */
+function evalWindows(seq: number): { ids: BigInt64Array; count: number } {
+  const bytes = readFileSync(join(LM_DIR, 'eval.bin'));
+  const count = Math.floor(bytes.length / seq);
+  const ids = new BigInt64Array(count * seq);
+  for (let i = 0; i < ids.length; i++) ids[i] = BigInt(bytes[i]!);
+  return { ids, count };
+}
+
+async function perplexity(session: OrtSession, ids: BigInt64Array, count: number, seq: number, batch = 16): Promise<number> {
+  let nll = 0;
+  let n = 0;
+  for (let w = 0; w < count; w += batch) {
+    const b = Math.min(batch, count - w);
+    const feed = Tensor.fromTypedArray('input_ids', DataType.INT64, [b, seq], ids.slice(w * seq, (w + b) * seq));
+    const out = await session.run({ input_ids: feed });
+    const logits = Object.values(out)[0]!.toTypedArray<Float32Array>();
+    const vocab = logits.length / (b * seq);
+    for (let r = 0; r < b; r++) {
+      for (let t = 0; t < seq - 1; t++) {
+        const base = (r * seq + t) * vocab;
+        let max = -Infinity;
+        for (let v = 0; v < vocab; v++) max = Math.max(max, logits[base + v]!);
+        let sum = 0;
+        for (let v = 0; v < vocab; v++) sum += Math.exp(logits[base + v]! - max);
+        const target = Number(ids[(w + r) * seq + t + 1]);
+        nll += max + Math.log(sum) - logits[base + target]!;
+        n++;
+      }
+    }
+  }
+  return Math.exp(nll / n);
+}
+
+/** Median wall time of `runs` calls on input_ids [1, seq] (after 3 warm-up calls). */
+async function latencyMs(session: OrtSession, seq: number, runs: number): Promise<number> {
+  const ids = new BigInt64Array(seq).map((_, i) => BigInt((i * 37) % 256));
+  const feed = { input_ids: Tensor.fromTypedArray('input_ids', DataType.INT64, [1, seq], ids) };
+  for (let i = 0; i < 3; i++) await session.run(feed);
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await session.run(feed);
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+export async function benchQuantFidelity(opts: { dir: string; keep: boolean; repeat: number; threads: number }): Promise<unknown> {
+  for (const f of ['model.onnx', 'eval.bin', 'manifest.json']) {
+    if (!existsSync(join(LM_DIR, f))) throw new PeftcError(`quant-fidelity: ${join(LM_DIR, f)} is missing (make it with models/train_lm.py on the GPU machine; see models/README.md)`);
+  }
+  const manifest = JSON.parse(readFileSync(join(LM_DIR, 'manifest.json'), 'utf8')) as { eval: { seq: number }; calib?: { file: string }; parameters: number };
+  const seq = manifest.eval.seq;
+  const { ids, count } = evalWindows(seq);
+  const dir = join(opts.dir, 'quant-fidelity');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const calib = join(LM_DIR, manifest.calib?.file ?? 'calib.npy');
+  const b32 = { blockSize: 32 };
+  const variants: Variant[] = [
+    { label: 'fp32', file: join(LM_DIR, 'model.onnx'), latency: true },
+    { label: 'peftc cleanup only (--quant none)', quant: 'none' },
+    { label: 'onnxruntime int8 RTN asym b32', file: join(LM_DIR, 'ort-int8-b32-asym.onnx') },
+    { label: 'peftc int8 RTN asym b32', quant: 'int8-weight', settings: { ...b32, method: 'rtn' } },
+    { label: 'peftc int8 MSE asym b32', quant: 'int8-weight', settings: { ...b32, method: 'mse' } },
+    { label: 'onnxruntime int4 RTN asym b32', file: join(LM_DIR, 'ort-int4-b32-asym.onnx'), latency: true },
+    { label: 'onnxruntime int4 RTN sym b32', file: join(LM_DIR, 'ort-int4-b32-sym.onnx') },
+    { label: 'peftc int4 RTN asym b32', quant: 'int4', settings: { ...b32, method: 'rtn' } },
+    { label: 'peftc int4 RTN sym b32', quant: 'int4', settings: { ...b32, method: 'rtn', symmetric: true } },
+    { label: 'peftc int4 MSE asym b32', quant: 'int4', settings: { ...b32, method: 'mse' }, latency: true },
+    { label: 'peftc int4 MSE sym b32', quant: 'int4', settings: { ...b32, method: 'mse', symmetric: true } },
+    { label: 'peftc int4 GPTQ asym b32', quant: 'int4', settings: { ...b32, method: 'gptq', calib } },
+    { label: 'peftc int4 GPTQ sym b32', quant: 'int4', settings: { ...b32, method: 'gptq', calib, symmetric: true } },
+    { label: 'peftc int4 MSE asym b32 (QDQ, standard ops)', quant: 'int4', settings: { ...b32, method: 'mse', format: 'qdq' }, latency: true },
+    { label: 'peftc nf4 b32 (MatMulBnb4)', quant: 'nf4', settings: { ...b32, method: 'mse' }, latency: true },
+    { label: 'peftc nf4 b32 (standard ops)', quant: 'nf4', settings: { ...b32, method: 'mse', format: 'qdq' } },
+  ];
+  const latencySeqs = [1, 64];
+  const rows: Row[] = [];
+  let fp32 = NaN;
+  for (const v of variants) {
+    let file = v.file;
+    let quantizeMs: number | undefined;
+    if (!file) {
+      file = join(dir, `${rows.length}.onnx`);
+      const t = performance.now();
+      try {
+        compileModel(join(LM_DIR, 'model.onnx'), { target: 'cpu', quant: v.quant!, output: file, weightQuant: v.settings as WeightQuantSettings });
+      } catch (err) {
+        // Reported in the table, loudly: a method this build refuses is a finding, not a skip.
+        const msg = err instanceof Error ? err.message : String(err);
+        console.error(`quant-fidelity: ${v.label}: ${msg}`);
+        rows.push({ label: v.label, perplexity: NaN, delta: NaN, bytes: 0, error: msg });
+        continue;
+      }
+      quantizeMs = performance.now() - t;
+    }
+    const session = await OrtSession.create(file, { intraOpThreads: opts.threads });
+    try {
+      const ppl = await perplexity(session, ids, count, seq);
+      if (v.label === 'fp32') fp32 = ppl;
+      const row: Row = { label: v.label, perplexity: ppl, delta: ppl - fp32, bytes: statSync(file).size, ...(quantizeMs !== undefined ? { quantizeMs } : {}) };
+      if (v.latency) {
+        row.latencyMs = {};
+        for (const s of latencySeqs) row.latencyMs[`seq${s}`] = await latencyMs(session, s, Math.max(20, opts.repeat * 10));
+      }
+      rows.push(row);
+      console.log(`quant-fidelity: ${v.label}: perplexity ${ppl.toFixed(4)}`);
+    } finally {
+      await session.release();
+    }
+  }
+  const find = (label: string) => rows.find((r) => r.label === label && !r.error);
+  const rtn = find('peftc int4 RTN asym b32')!;
+  const ortRtn = find('onnxruntime int4 RTN asym b32')!;
+  const int4 = rows.filter((r) => r.label.startsWith('peftc int4') && !r.error && !r.label.includes('QDQ'));
+  const best = int4.reduce((a, b) => (b.perplexity < a.perplexity ? b : a));
+  const fp32Lat = find('fp32')!.latencyMs!;
+  printTable(
+    `quant-fidelity: ${(manifest.parameters / 1e6).toFixed(1)}M-parameter byte-level Llama, ${count} held-out windows of ${seq} bytes; onnxruntime-node CPU, ${opts.threads} thread(s)`,
+    ['model', 'perplexity', 'Δ vs fp32', 'Δ / Δ peftc RTN', 'file KiB', 'quantize s', ...latencySeqs.map((s) => `ms seq ${s}`), ...latencySeqs.map((s) => `x fp32 seq ${s}`), 'note'],
+    rows.map((r) => [
+      r.label,
+      r.error ? 'refused' : r.perplexity.toFixed(4),
+      r.error ? '' : r.delta.toFixed(4),
+      r.error || r.label === 'fp32' ? '' : (r.delta / rtn.delta).toFixed(2),
+      r.error ? '' : fmt(r.bytes / 1024, 0),
+      r.quantizeMs !== undefined ? fmt(r.quantizeMs / 1000, 2) : '',
+      ...latencySeqs.map((s) => (r.latencyMs ? fmt(r.latencyMs[`seq${s}`]!, 2) : '')),
+      ...latencySeqs.map((s) => (r.latencyMs ? fmt(fp32Lat[`seq${s}`]! / r.latencyMs[`seq${s}`]!, 2) : '')),
+      r.error ? r.error.slice(0, 100) : '',
+    ]),
+  );
+  const halfGoal = best.delta < 0.5 * rtn.delta;
+  const ortGoal = best.perplexity <= ortRtn.perplexity;
+  console.log(
+    `goal: best int4 (${best.label}) loses ${best.delta.toFixed(4)} perplexity, ${(best.delta / rtn.delta).toFixed(2)}x of RTN's ${rtn.delta.toFixed(4)} at block 32 ` +
+      `(< 0.5x: ${halfGoal ? 'met' : 'NOT met'}); not worse than onnxruntime's MatMulNBitsQuantizer (${ortRtn.perplexity.toFixed(4)}): ${ortGoal ? 'met' : 'NOT met'}`,
+  );
+  if (!opts.keep) rmSync(dir, { recursive: true, force: true });
+  return { evalWindows: count, seq, threads: opts.threads, rows, best: best.label, goals: { halfOfRtnLoss: halfGoal, notWorseThanOrt: ortGoal } };
+}
