@@ -34,13 +34,13 @@ export interface Delta {
 export function toFloat32(t: Tensor): Float32Array {
   switch (t.dtype) {
     case DataType.FLOAT:
-      return Float32Array.from(t.toTypedArray<Float32Array>());
+      return new Float32Array(t.toTypedArray<Float32Array>());
     case DataType.FLOAT16:
       return Float32Array.from(t.toTypedArray<Uint16Array>(), float16BitsToFloat32);
     case DataType.BFLOAT16:
       return Float32Array.from(t.toTypedArray<Uint16Array>(), bfloat16BitsToFloat32);
     case DataType.DOUBLE:
-      return Float32Array.from(t.toTypedArray<Float64Array>());
+      return new Float32Array(t.toTypedArray<Float64Array>());
     default:
       throw new PeftcError(`tensor '${t.name}' is ${dtypeName(t.dtype)}; LoRA merge needs a floating-point weight`);
   }
@@ -64,45 +64,114 @@ export function fromFloat32(name: string, dtype: DataType, dims: readonly number
 /**
  * Adds every delta into `w` (float32, in `layout`), in place. `inF`/`outF` are the weight's
  * input and output feature counts.
+ *
+ * Each element gets w + factor * (0 + c_0*x_0 + c_1*x_1 + ...), the products of the nonzero
+ * coefficients added in rank order in float64 and the result rounded to float32 once. The loops
+ * only decide how that fixed sequence is computed, so every blocking gives the same bits.
  */
 export function addDeltas(w: Float32Array, layout: WeightLayout, inF: number, outF: number, deltas: readonly Delta[]): void {
   for (const d of deltas) {
     const r = d.rank;
     if (d.a.length !== r * inF || d.b.length !== outF * r) throw new Error('internal: delta shapes do not match the weight');
     if (layout === 'out_in') {
-      // W[o, i] += sum_k (f * B[o, k]) * A[k, i]  (inner loop contiguous over i)
-      const fb = new Float32Array(r);
-      const acc = new Float64Array(inF);
-      for (let o = 0; o < outF; o++) {
-        for (let k = 0; k < r; k++) fb[k] = d.b[o * r + k]!;
-        acc.fill(0);
-        for (let k = 0; k < r; k++) {
-          const bk = fb[k]!;
-          if (bk === 0) continue;
-          const aRow = k * inF;
-          for (let i = 0; i < inF; i++) acc[i]! += bk * d.a[aRow + i]!;
-        }
-        const row = o * inF;
-        for (let i = 0; i < inF; i++) w[row + i] = Math.fround(w[row + i]! + d.factor * acc[i]!);
-      }
+      // Row o of W gains f * sum_k B[o, k] * A[k, :]: A's rows, with coefficients from B's row o.
+      addCombinedRows(w, outF, inF, d.a, r, d.b, r, 1, d.factor);
     } else {
-      // W[i, o] += sum_k A[k, i] * (f * B[o, k])  (inner loop contiguous over o)
-      const bt = new Float32Array(r * outF); // B transposed: [r, out]
-      for (let o = 0; o < outF; o++) for (let k = 0; k < r; k++) bt[k * outF + o] = d.b[o * r + k]!;
-      const acc = new Float64Array(outF);
-      for (let i = 0; i < inF; i++) {
-        acc.fill(0);
-        for (let k = 0; k < r; k++) {
-          const ak = d.a[k * inF + i]!;
-          if (ak === 0) continue;
-          const btRow = k * outF;
-          for (let o = 0; o < outF; o++) acc[o]! += ak * bt[btRow + o]!;
-        }
-        const row = i * outF;
-        for (let o = 0; o < outF; o++) w[row + o] = Math.fround(w[row + o]! + d.factor * acc[o]!);
-      }
+      // Row i of W gains f * sum_k A[k, i] * B[:, k]: B's columns (rows of B transposed), with
+      // coefficients from A's column i.
+      addCombinedRows(w, inF, outF, transposed(d.b, outF, r), r, d.a, 1, inF, d.factor);
     }
   }
+}
+
+/** [rows, cols] -> [cols, rows]. */
+function transposed(m: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(m.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = m[i * cols + j]!;
+  return t;
+}
+
+/**
+ * For each row x of `w` ([rows, len]): w[x, :] += factor * sum_k coef(x, k) * basis[k, :], where
+ * basis is [r, len] and coef(x, k) = coef[x * rowStride + k * rankStride]. Zero coefficients are
+ * skipped (as the float64 sum never holds -0, adding their +-0 products would change nothing
+ * but NaN/Inf propagation from the basis). Ranks go four at a time so the running sums of a row
+ * stay in registers for four products instead of a load and store of the accumulator each.
+ */
+function addCombinedRows(
+  w: Float32Array,
+  rows: number,
+  len: number,
+  basis: Float32Array,
+  r: number,
+  coef: Float32Array,
+  rowStride: number,
+  rankStride: number,
+  factor: number,
+): void {
+  const acc = new Float64Array(len);
+  const offsets = new Int32Array(r); // basis row offsets of the nonzero coefficients, in rank order
+  const cs = new Float64Array(r);
+  for (let x = 0; x < rows; x++) {
+    let n = 0;
+    for (let k = 0; k < r; k++) {
+      const c = coef[x * rowStride + k * rankStride]!;
+      if (c !== 0) {
+        offsets[n] = k * len;
+        cs[n++] = c;
+      }
+    }
+    let m = 0;
+    if (n >= 4) {
+      accumulate4(acc, basis, offsets, cs, 0, len, true);
+      m = 4;
+    } else {
+      acc.fill(0);
+    }
+    for (; m + 4 <= n; m += 4) accumulate4(acc, basis, offsets, cs, m, len, false);
+    for (; m < n; m++) accumulate1(acc, basis, offsets[m]!, cs[m]!, len);
+    const row = x * len;
+    // The Float32Array store rounds to float32 (as Math.fround would).
+    for (let j = 0; j < len; j++) w[row + j] = w[row + j]! + factor * acc[j]!;
+  }
+}
+
+/**
+ * acc[j] = (first ? 0 : acc[j]) + c0*x0[j] + c1*x1[j] + c2*x2[j] + c3*x3[j], left to right, for
+ * the four basis rows at offsets[m..m+3]. Two elements per iteration: two independent chains of
+ * dependent float64 additions keep the adder busy.
+ */
+function accumulate4(acc: Float64Array, basis: Float32Array, offsets: Int32Array, cs: Float64Array, m: number, len: number, first: boolean): void {
+  const r0 = offsets[m]!, r1 = offsets[m + 1]!, r2 = offsets[m + 2]!, r3 = offsets[m + 3]!;
+  const c0 = cs[m]!, c1 = cs[m + 1]!, c2 = cs[m + 2]!, c3 = cs[m + 3]!;
+  let j = 0;
+  for (; j + 1 < len; j += 2) {
+    let s = first ? 0 : acc[j]!;
+    let t = first ? 0 : acc[j + 1]!;
+    s += c0 * basis[r0 + j]!;
+    t += c0 * basis[r0 + j + 1]!;
+    s += c1 * basis[r1 + j]!;
+    t += c1 * basis[r1 + j + 1]!;
+    s += c2 * basis[r2 + j]!;
+    t += c2 * basis[r2 + j + 1]!;
+    s += c3 * basis[r3 + j]!;
+    t += c3 * basis[r3 + j + 1]!;
+    acc[j] = s;
+    acc[j + 1] = t;
+  }
+  if (j < len) {
+    let s = first ? 0 : acc[j]!;
+    s += c0 * basis[r0 + j]!;
+    s += c1 * basis[r1 + j]!;
+    s += c2 * basis[r2 + j]!;
+    s += c3 * basis[r3 + j]!;
+    acc[j] = s;
+  }
+}
+
+/** acc[j] += c * basis[offset + j]. */
+function accumulate1(acc: Float64Array, basis: Float32Array, offset: number, c: number, len: number): void {
+  for (let j = 0; j < len; j++) acc[j] = acc[j]! + c * basis[offset + j]!;
 }
 
 /** DoRA: scales each output feature of the (already delta-added) weight to magnitude m. */
