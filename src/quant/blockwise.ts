@@ -90,6 +90,15 @@ export interface ErrorStats {
   sumSquares: number;
   /** `mse` on integer formats: the sse round-to-nearest would have had. */
   rtnSse?: number;
+  /**
+   * With calibration data (a Hessian H = X^T X of the layer's input): the output error
+   * sum over rows of dw^T H dw (= ||X W - X W_q||_F^2) ...
+   */
+  outputSse?: number;
+  /** ... and sum over rows of w^T H w (= ||X W||_F^2), for the relative figure. */
+  outputNorm?: number;
+  /** GPTQ: the output error rounding to nearest with the same scale search would have left. */
+  nearestOutputSse?: number;
 }
 
 export interface QuantizedRows {
@@ -325,6 +334,31 @@ function chooseNf4Block(x: Float32Array, start: number, end: number, c: QuantCon
     if (!considerNf4(x, start, end, storedScale(num / den, c.scaleDtype), best)) break;
   }
   return rtnSse;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single blocks and single values, for callers that choose block parameters themselves as they
+// go (GPTQ picks a block's scale from the weights as updated so far).
+
+/**
+ * Chooses the parameters of one block x[start, end) with the configured method (rtn or the mse
+ * search); writes [scale, zero point (int asymmetric; 2^(bits-1) symmetric; 0 nf4)] into `out`.
+ * `tmp` is scratch of length >= 3.
+ */
+export function chooseBlockParams(x: Float32Array, start: number, end: number, config: QuantConfig, out: Float64Array, tmp: Float64Array): void {
+  if (config.format === 'int') chooseIntBlock(x, start, end, config, out, tmp);
+  else chooseNf4Block(x, start, end, config, out);
+}
+
+/** Integer code of a float32 value v given 1/s (float32), the zero point and 2^bits - 1: the quantizer's exact rounding. */
+export function intCode(v: number, inv: number, z: number, maxq: number): number {
+  const y = fround(fround(v * inv) + z) + 0.5;
+  return y <= 0 ? 0 : y >= maxq ? maxq : y | 0;
+}
+
+/** The reciprocal of a stored scale as the quantizer uses it (0 for a zero scale). */
+export function scaleInverse(s: number): number {
+  return s !== 0 ? fround(1 / s) : 0;
 }
 
 // ---------------------------------------------------------------------------------------------
