@@ -15,7 +15,12 @@
  *    scales[, zero points]; axis, block_size) (+ Cast when the scale type differs from the
  *    weight's); the consuming MatMul/Gemm/Gather stays. Needs default-domain opset >= 21.
  * Weights are quantized once per layout, even when several nodes share them; a weight that other
- * nodes still read in full precision stays for them. Nodes or weights matching `exclude` patterns
+ * nodes still read in full precision stays for them.
+ * With calibration Hessians (H = X^T X of each MatMul/Gemm input A, see src/quant/calibration.ts),
+ * method 'gptq' runs GPTQ (src/quant/gptq.ts) on every matrix weight, with `scaleSearch` (rtn or
+ * mse) choosing block scales; Gather tables fall back to that search. Any method given Hessians
+ * reports each layer's relative output error ||X W - X W_q||^2 / ||X W||^2 = tr(D^T H D) / tr(W^T H W);
+ * a weight read by several inputs uses the sum of their Hessians, and is quantized in one piece. Nodes or weights matching `exclude` patterns
  * are left alone. Per-layer weight error (RMSE, relative RMSE, max abs error) goes to ctx.log and to
  * `layers`; tensors quantize on worker threads, a bounded number in flight.
  *
@@ -47,18 +52,30 @@ import {
 } from '../src/quant/layouts.js';
 import { NF4_CODE_BOOK } from '../src/quant/nf4.js';
 import { mergeLayouts, mergeStats, planParts } from '../src/quant/parts.js';
+import type { GptqOptions } from '../src/quant/gptq.js';
+import { sharedFloat64 } from '../src/quant/hessian.js';
 import { defaultWorkerCount, runQuantTasks } from '../src/quant/pool.js';
 import type { QuantizedSummary, QuantTask, QuantTaskResult } from '../src/quant/task.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
 
 export type WeightQuantMode = 'int4' | 'int8' | 'nf4';
 export type WeightQuantFormat = 'matmulnbits' | 'qdq';
-export const WEIGHT_QUANT_METHODS = ['rtn', 'mse'] as const;
+export const WEIGHT_QUANT_METHODS = ['rtn', 'mse', 'gptq'] as const;
+export type WeightQuantMethod = (typeof WEIGHT_QUANT_METHODS)[number];
 
 export interface WeightQuantOptions {
   mode: WeightQuantMode;
-  /** Default 'mse' (the best method that needs no data). */
-  method?: QuantMethod;
+  /** Default 'mse' (the best method that needs no data); 'gptq' needs `hessians`. */
+  method?: WeightQuantMethod;
+  /** gptq: how block scales are chosen from the updated weights; default 'mse'. */
+  scaleSearch?: QuantMethod;
+  /** gptq: dampening, act-order, lazy batch size. */
+  gptq?: Partial<GptqOptions>;
+  /**
+   * Calibration: H = X^T X ([K, K], float64) of each MatMul/Gemm data input, keyed by that input's
+   * value name (calibrationTargets lists them). Read, never modified.
+   */
+  hessians?: ReadonlyMap<string, Float64Array>;
   /** Values per block along the reduction axis: a power of two in [16, 256]; default 32. */
   blockSize?: number;
   /** Integer modes: no zero points. Default false (asymmetric). */
@@ -101,6 +118,12 @@ export interface LayerQuantReport {
   maxAbsError: number;
   /** With method 'mse' on integer modes: the rmse round-to-nearest would have given. */
   rtnRmse?: number;
+  /** The method applied: rtn, mse or gptq (a Gather table under gptq gets the scale search). */
+  method: WeightQuantMethod;
+  /** With calibration data: ||X W - X W_q||_F^2 / ||X W||_F^2 over the calibration inputs X. */
+  outputError?: number;
+  /** gptq: the same figure for rounding to nearest with the same scale search. */
+  nearestOutputError?: number;
   bytesBefore: number;
   bytesAfter: number;
   ms: number;
@@ -136,6 +159,8 @@ interface Job {
   multiplier: number;
   /** 'gather': blocks along the last axis of a table; otherwise a matrix weight W[K, N]. */
   consumers: Consumer[];
+  /** Calibration Hessian of the matrix consumers' inputs (summed over distinct inputs). */
+  hessian?: Float64Array;
   /** The packed layouts the emitted forms read (decided before quantizing). */
   layouts: LayoutKind[];
 }
@@ -168,8 +193,13 @@ function validateOptions(o: WeightQuantOptions): void {
   if (!['int4', 'int8', 'nf4'].includes(o.mode)) throw new PeftcError(`weight quantization mode '${o.mode}' is unknown (int4, int8, nf4)`);
   const method = o.method ?? 'mse';
   if (!(WEIGHT_QUANT_METHODS as readonly string[]).includes(method)) {
-    throw new PeftcError(`quantization method '${method}' is not available: ${WEIGHT_QUANT_METHODS.join(', ')} need no data; awq and gptq need calibration data and are not implemented yet`);
+    throw new PeftcError(
+      `quantization method '${method}' is not implemented: rtn and mse need no data; gptq is the data-aware method available (give calibration data with --calib)`,
+    );
   }
+  if (method === 'gptq' && !o.hessians) throw new PeftcError('quantization method gptq needs calibration data (--calib DATA)');
+  const search = o.scaleSearch ?? 'mse';
+  if (search !== 'rtn' && search !== 'mse') throw new PeftcError(`scale search '${search}' is unknown (rtn, mse)`);
   const bs = o.blockSize ?? 32;
   if (!(Number.isInteger(bs) && bs >= 16 && bs <= 256 && (bs & (bs - 1)) === 0)) {
     throw new PeftcError(`block size ${bs} is not supported: use a power of two from 16 to 256`);
@@ -180,7 +210,17 @@ function validateOptions(o: WeightQuantOptions): void {
   if (!(Number.isInteger(acc) && acc >= 0 && acc <= 4)) throw new PeftcError(`accuracy level ${acc} is not one of 0..4`);
 }
 
-function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassContext, layers: LayerQuantReport[]): PassResult {
+interface JobPlan {
+  jobs: Map<string, Job>;
+  excludedCount: number;
+  skipped: number;
+}
+
+/**
+ * The weights the pass will quantize (with their emitted forms decided), without quantizing
+ * anything; refusals of the options happen here.
+ */
+function planJobs(model: Model, options: WeightQuantOptions, log: (m: string) => void): JobPlan {
   validateOptions(options);
   const graph = model.graph;
   const format = options.format ?? 'matmulnbits';
@@ -201,7 +241,7 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
   let skipped = 0;
   const skip = (why: string) => {
     skipped++;
-    ctx.log(`weight-quant: ${why}`);
+    log(`weight-quant: ${why}`);
   };
   for (const node of graph.nodes) {
     if (!isDefaultDomain(node)) continue;
@@ -223,7 +263,7 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
     if (tensor.dims.length !== 2 || tensor.dims[0] === 0 || tensor.dims[1] === 0) continue;
     if (excluded(node, weight)) {
       excludedCount++;
-      ctx.log(`weight-quant: keeping '${weight.name}' in full precision for node '${node.name}' (--exclude)`);
+      log(`weight-quant: keeping '${weight.name}' in full precision for node '${node.name}' (--exclude)`);
       continue;
     }
     const [d0, d1] = tensor.dims as [number, number];
@@ -294,18 +334,95 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
       );
     }
   }
+  return { jobs, excludedCount, skipped };
+}
+
+/** A MatMul/Gemm data input whose calibration Hessian the pass can use. */
+export interface CalibrationTarget {
+  /** The value name (key of WeightQuantOptions.hessians). */
+  activation: string;
+  /** Its last axis: the reduction axis K of the weights it meets. */
+  k: number;
+  /** Element type of the weights it meets (the activation's type). */
+  dtype: DataType;
+  /** The weights it feeds. */
+  weights: string[];
+}
+
+/** The inputs A of every MatMul/Gemm whose weight the pass would quantize with these options. */
+export function calibrationTargets(model: Model, options: WeightQuantOptions): CalibrationTarget[] {
+  const { jobs } = planJobs(model, { ...options, method: options.method === 'gptq' ? 'rtn' : options.method }, () => {});
+  const out = new Map<string, CalibrationTarget>();
+  for (const job of jobs.values()) {
+    for (const c of job.consumers) {
+      const a = c.kind === 'gather' ? null : c.node.inputs[0];
+      if (!a) continue;
+      let t = out.get(a.name);
+      if (!t) out.set(a.name, (t = { activation: a.name, k: job.cols, dtype: job.tensor.dtype, weights: [] }));
+      if (!t.weights.includes(job.weight.name)) t.weights.push(job.weight.name);
+    }
+  }
+  return [...out.values()];
+}
+
+function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassContext, layers: LayerQuantReport[]): PassResult {
+  const { jobs, excludedCount, skipped: planSkipped } = planJobs(model, options, (m) => ctx.log(m));
+  let skipped = planSkipped;
+  const skip = (why: string) => {
+    skipped++;
+    ctx.log(`weight-quant: ${why}`);
+  };
+  const graph = model.graph;
+  const format = options.format ?? 'matmulnbits';
+  const mode = options.mode;
+  const blockSize = options.blockSize ?? 32;
+  const method = options.method ?? 'mse';
+  const scaleDtypeOf = (t: Tensor): ScaleDtype => {
+    const want = options.scaleDtype ?? 'auto';
+    return want === 'auto' ? (t.dtype === DataType.FLOAT16 ? 'float16' : 'float32') : want;
+  };
+  // Calibration Hessians per weight: the sum over the distinct inputs of its matrix consumers.
+  // Tasks get them in shared memory (several weights may read one; none is copied per task).
+  const sharedCopies = new Map<Float64Array, Float64Array>();
+  const shared = (h: Float64Array): Float64Array => {
+    if (h.buffer instanceof SharedArrayBuffer) return h;
+    let c = sharedCopies.get(h);
+    if (!c) sharedCopies.set(h, (c = sharedFloat64(h.length))), c.set(h);
+    return c;
+  };
+  if (options.hessians) {
+    for (const job of jobs.values()) {
+      const inputs = [...new Set(job.consumers.filter((c) => c.kind !== 'gather').map((c) => c.node.inputs[0]?.name ?? ''))];
+      const hs = inputs.map((name) => options.hessians!.get(name));
+      if (!hs.length || hs.some((h) => !h)) {
+        if (hs.length) ctx.log(`weight-quant: no calibration data reached '${job.weight.name}' (input ${inputs.find((_, i) => !hs[i])}); ${method === 'gptq' ? 'rounding it without GPTQ' : 'no output error for it'}`);
+        continue;
+      }
+      for (const [i, h] of hs.entries()) {
+        if (h!.length !== job.cols * job.cols) throw new PeftcError(`calibration Hessian of '${inputs[i]}' is ${h!.length} values, expected ${job.cols} x ${job.cols} (the weight '${job.weight.name}')`);
+      }
+      if (hs.length === 1) job.hessian = shared(hs[0]!);
+      else {
+        const sum = sharedFloat64(job.cols * job.cols);
+        for (const h of hs) for (let i = 0; i < sum.length; i++) sum[i]! += h![i]!;
+        job.hessian = sum;
+      }
+    }
+  }
 
   const config = (t: Tensor): QuantConfig => ({
     format: mode === 'nf4' ? 'nf4' : 'int',
     bits: mode === 'int8' ? 8 : 4,
     blockSize,
     symmetric: mode === 'nf4' ? true : (options.symmetric ?? false),
-    method: options.method ?? 'mse',
+    method: method === 'gptq' ? (options.scaleSearch ?? 'mse') : method,
     scaleDtype: scaleDtypeOf(t),
     mseGrid: options.mseGrid ?? DEFAULT_MSE_GRID,
     mseMinShrink: options.mseMinShrink ?? DEFAULT_MSE_MIN_SHRINK,
     doubleQuant: options.doubleQuant ?? true,
   });
+
+  const gptqJob = (job: Job) => method === 'gptq' && job.hessian !== undefined && job.consumers.some((c) => c.kind !== 'gather');
 
   // 3. Quantize (worker threads, large weights in parts) and rewrite as weights complete.
   const jobList = [...jobs.values()];
@@ -317,7 +434,11 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
     options.maxPartWeights ?? (workers > 0 ? Math.min(MAX_PART_WEIGHTS, Math.max(MIN_PART_WEIGHTS, Math.ceil(totalElements / (workers * 3)))) : MAX_PART_WEIGHTS);
   const plans = jobList.map((job) => {
     const nf4RowsCut = job.layouts.includes('nf4') && !job.transpose;
-    const parts = job.transpose
+    // With a Hessian the reduction axis stays whole (GPTQ and the output error couple all of K);
+    // rows are independent, so row cuts stay.
+    const parts = job.transpose && job.hessian
+      ? [{ start: 0, end: job.cols }]
+      : job.transpose
       ? planParts(job.cols, 2 * blockSize, job.rows, maxPart)
       : nf4RowsCut
         ? [{ start: 0, end: job.rows }]
@@ -346,6 +467,8 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
           source: slicer(part.start * unitBytes, part.end * unitBytes),
           config: config(job.tensor),
           layouts: job.layouts,
+          ...(job.hessian ? { hessian: job.hessian } : {}),
+          ...(gptqJob(job) ? { gptq: options.gptq ?? {} } : {}),
         };
       }
     }
@@ -374,12 +497,17 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
       cut,
       first.bits,
     );
-    const report = emitter.emit(job, q, layouts, results.reduce((a, r) => a + r.ms, 0));
+    const applied: WeightQuantMethod = method === 'gptq' && !gptqJob(job) ? (options.scaleSearch ?? 'mse') : method;
+    const report = emitter.emit(job, q, layouts, results.reduce((a, r) => a + r.ms, 0), applied);
     quantized++;
     layers.push(report);
     const rtn = report.rtnRmse !== undefined ? ` (rtn rmse ${report.rtnRmse.toExponential(3)})` : '';
+    const out =
+      report.outputError !== undefined
+        ? `; output error ${report.outputError.toExponential(3)}${report.nearestOutputError !== undefined ? ` (without gptq ${report.nearestOutputError.toExponential(3)})` : ''}`
+        : '';
     ctx.log(
-      `weight-quant: ${report.weight} (${report.nodes.join(', ')}) [${report.rows}x${report.cols}] -> ${report.form}: rmse ${report.rmse.toExponential(3)}, relative ${report.relativeRmse.toExponential(3)}, max abs ${report.maxAbsError.toExponential(3)}${rtn}`,
+      `weight-quant: ${report.weight} (${report.nodes.join(', ')}) [${report.rows}x${report.cols}] -> ${report.form} ${applied}: rmse ${report.rmse.toExponential(3)}, relative ${report.relativeRmse.toExponential(3)}, max abs ${report.maxAbsError.toExponential(3)}${rtn}${out}`,
     );
   };
   // Results arrive in completion order; weights are rewritten in job order, so the model written is
@@ -416,6 +544,8 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
     bytesAfter,
     quantizeMs: Math.round(ms),
   };
+  const outErr = layers.filter((l) => l.outputError !== undefined).map((l) => l.outputError!);
+  if (outErr.length) details.meanOutputError = Number((outErr.reduce((a, b) => a + b, 0) / outErr.length).toPrecision(4));
   if (rel.length) {
     details.meanRelativeRmse = Number((rel.reduce((a, b) => a + b, 0) / rel.length).toPrecision(4));
     details.worstLayer = `${worst!.weight} (${worst!.relativeRmse.toPrecision(4)})`;
@@ -463,7 +593,7 @@ class Emitter {
   }
 
   /** Rewrites the job's consumers with the packed layouts; returns the layer report. */
-  emit(job: Job, q: QuantizedSummary, l: PackedLayouts, ms: number): LayerQuantReport {
+  emit(job: Job, q: QuantizedSummary, l: PackedLayouts, ms: number, method: WeightQuantMethod): LayerQuantReport {
     this.newBytes = 0;
     const nodes: string[] = [];
     const external = job.tensor.prefersExternal;
@@ -524,6 +654,9 @@ class Emitter {
       relativeRmse: rms > 0 ? rmse / rms : 0,
       maxAbsError: s.maxAbs,
       ...(s.rtnSse !== undefined ? { rtnRmse: Math.sqrt(s.rtnSse / s.count) } : {}),
+      method,
+      ...(s.outputSse !== undefined && s.outputNorm !== undefined ? { outputError: s.outputNorm > 0 ? s.outputSse / s.outputNorm : 0 } : {}),
+      ...(s.nearestOutputSse !== undefined && s.outputNorm !== undefined ? { nearestOutputError: s.outputNorm > 0 ? s.nearestOutputSse / s.outputNorm : 0 } : {}),
       bytesBefore: job.tensor.byteLength,
       bytesAfter,
       ms,

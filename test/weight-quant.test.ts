@@ -78,7 +78,7 @@ function configFor(o: WeightQuantOptions, scaleDtype: 'float32' | 'float16' = 'f
     bits: o.mode === 'int8' ? 8 : 4,
     blockSize: o.blockSize ?? 32,
     symmetric: o.mode === 'nf4' ? true : (o.symmetric ?? false),
-    method: o.method ?? 'mse',
+    method: o.method === 'gptq' ? (o.scaleSearch ?? 'mse') : (o.method ?? 'mse'),
     scaleDtype,
     doubleQuant: o.doubleQuant ?? true,
   });
@@ -406,7 +406,8 @@ describe('the weight-quant pass', () => {
   it('refuses what it cannot do, with a clear message', () => {
     expect(() => runPipeline(twoLayer({ opset: 17 }), [weightQuantization({ mode: 'int4', format: 'qdq' })])).toThrow(/opset 21.*opset 17.*--quant-format matmulnbits/);
     expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', blockSize: 48 })])).toThrow(/block size 48.*power of two from 16 to 256/);
-    expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', method: 'awq' as never })])).toThrow(/awq and gptq need calibration data/);
+    expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', method: 'awq' as never })])).toThrow(/'awq' is not implemented.*gptq is the data-aware method available/);
+    expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', method: 'gptq' })])).toThrow(/gptq needs calibration data/);
     expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', scaleDtype: 'float16' })])).toThrow(/float16 scales need --quant-format qdq/);
   });
 

@@ -43,6 +43,11 @@ export function mergeStats(stats: ErrorStats[]): ErrorStats {
     else rtn += s.rtnSse;
   }
   if (hasRtn) out.rtnSse = rtn;
+  // Output errors are sums over rows, so they add up across parts cut along the rows (a weight
+  // with a Hessian is never cut along K).
+  for (const key of ['outputSse', 'outputNorm', 'nearestOutputSse'] as const) {
+    if (stats.every((s) => s[key] !== undefined)) out[key] = stats.reduce((a, s) => a + s[key]!, 0);
+  }
   return out;
 }
 

@@ -5,7 +5,9 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { DataType, float16BitsToFloat32 } from '../ir/dtype.js';
-import { quantizeRows, type QuantConfig, type QuantizedRows } from './blockwise.js';
+import { dequantizeRows, quantizeRows, type QuantConfig, type QuantizedRows } from './blockwise.js';
+import { gptqQuantizeRows, type GptqOptions } from './gptq.js';
+import { outputError } from './hessian.js';
 import { layoutBuffers, packLayouts, type LayoutKind, type PackedLayouts } from './layouts.js';
 
 export interface QuantTask {
@@ -26,6 +28,15 @@ export interface QuantTask {
   config: QuantConfig;
   /** The layouts to pack the result into (in the thread that quantized it). */
   layouts: LayoutKind[];
+  /**
+   * Calibration: H = X^T X of the layer input, [cols, cols] float64 (never modified). Over a
+   * SharedArrayBuffer it is shared with the worker, not copied (layers with the same input share
+   * one); otherwise its buffer is transferred and the task owns it. With it the result carries the
+   * output error.
+   */
+  hessian?: Float64Array;
+  /** GPTQ against `hessian` (config.method then names the block scale search). */
+  gptq?: Partial<GptqOptions>;
 }
 
 /** What a task returns besides the packed layouts: shape, settings and error statistics. */
@@ -151,7 +162,17 @@ function transposeFloats(a: Float32Array, rows: number, cols: number): Float32Ar
 export function runQuantTask(task: QuantTask): QuantTaskResult {
   const t0 = performance.now();
   try {
-    const q = quantizeRows(taskRows(task), task.rows, task.cols, task.config);
+    const values = taskRows(task);
+    const { rows, cols, hessian } = task;
+    if (task.gptq && !hessian) throw new Error('GPTQ needs the calibration Hessian');
+    const q = task.gptq ? gptqQuantizeRows(values, rows, cols, hessian!, task.config, task.gptq) : quantizeRows(values, rows, cols, task.config);
+    if (hessian) {
+      const e = outputError(values, dequantizeRows(q), rows, cols, hessian);
+      q.stats.outputSse = e.sse;
+      q.stats.outputNorm = e.norm;
+      // What plain rounding with the same scale search leaves, for comparison in the report.
+      if (task.gptq) q.stats.nearestOutputSse = outputError(values, dequantizeRows(quantizeRows(values, rows, cols, task.config)), rows, cols, hessian).sse;
+    }
     const layouts = packLayouts(q, task.layouts);
     const { codes: _c, scales: _s, zeroPoints: _z, scaleCodes: _sc, scaleGroupScales: _sg, ...result } = q;
     return { id: task.id, name: task.name, result, layouts, ms: performance.now() - t0 };
