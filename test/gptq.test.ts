@@ -27,46 +27,7 @@ import { upperCholeskyOfInverse } from '../src/quant/cholesky.js';
 import { gptqQuantizeRows } from '../src/quant/gptq.js';
 import { accumulateHessian, mirrorUpper, outputError } from '../src/quant/hessian.js';
 import { NF4_CODE_BOOK, nearestNf4 } from '../src/quant/nf4.js';
-
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function gaussian(n: number, seed: number, scale = 1): Float64Array {
-  const r = rng(seed);
-  return Float64Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r()) * scale);
-}
-
-/** Correlated calibration inputs X = Z M ([m, k]) and their H = X^T X (direct sum). */
-export function correlatedInputs(m: number, k: number, seed: number): { X: Float32Array; H: Float64Array } {
-  const Z = gaussian(m * k, seed);
-  const M = gaussian(k * k, seed + 1, 1 / Math.sqrt(k));
-  // A strong shared direction on top of the mixing: real activations have a few of those.
-  const common = gaussian(k, seed + 2, 2);
-  const X = new Float32Array(m * k);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < k; j++) {
-      let s = Z[i * k]! * common[j]!;
-      for (let t = 0; t < k; t++) s += Z[i * k + t]! * M[t * k + j]!;
-      X[i * k + j] = Math.fround(s);
-    }
-  }
-  const H = new Float64Array(k * k);
-  for (let i = 0; i < m; i++) for (let a = 0; a < k; a++) for (let b = 0; b < k; b++) H[a * k + b]! += X[i * k + a]! * X[i * k + b]!;
-  return { X, H };
-}
-
-function weightsF32(n: number, seed: number, scale = 0.05): Float32Array {
-  return Float32Array.from(gaussian(n, seed, scale), (v, i) => Math.fround(i % 53 === 7 ? v * 5 : v));
-}
+import { correlatedInputs, weightsF32 } from './helpers-calibration.js';
 
 /** Gauss-Jordan inverse with partial pivoting (float64). */
 function inverse(a: Float64Array, n: number): Float64Array {
