@@ -12,7 +12,9 @@ import { runPipeline, type PassReport } from '../passes/pass.js';
 import { cleanupPipeline } from '../passes/pipelines.js';
 import { mergeAdapters } from '../passes/lora-adapter-merge.js';
 import { loadAdapter, type Adapter } from './peft/adapter.js';
-import { weightQuantization, type LayerQuantReport, type WeightQuantFormat } from '../passes/weight-quant.js';
+import { calibrationTargets, weightQuantization, type LayerQuantReport, type WeightQuantFormat, type WeightQuantOptions } from '../passes/weight-quant.js';
+import { captureHessians, matchCalibrationData, readCalibrationArrays, type CalibrationArrays } from './quant/calibration.js';
+import type { Model } from './ir/model.js';
 
 export const TARGETS = ['cpu', 'cuda', 'xla'] as const;
 export type Target = (typeof TARGETS)[number];
@@ -29,7 +31,7 @@ export const QUANT_FORMATS = ['matmulnbits', 'qdq'] as const;
 
 /** Weight-only quantization settings (--quant int4|int8-weight|nf4). */
 export interface WeightQuantSettings {
-  /** Default 'mse'; 'awq' and 'gptq' need calibration data and are refused for now. */
+  /** Default 'mse', or 'gptq' when calibration data is given; 'awq' is refused (not implemented). */
   method?: (typeof QUANT_METHODS)[number];
   blockSize?: number;
   symmetric?: boolean;
@@ -53,6 +55,8 @@ export interface CompileOptions {
   lora?: Array<{ dir: string; weight: number }>;
   externalData?: ExternalPolicy;
   weightQuant?: WeightQuantSettings;
+  /** Calibration data (.npy for a single-input model, .npz keyed by input name); needs compileModelAsync. */
+  calib?: string;
   log?: (message: string) => void;
   onReport?: (report: PassReport) => void;
 }
@@ -67,6 +71,8 @@ export interface CompileResult {
   passes: PassReport[];
   /** Per-layer weight quantization error, when weights were quantized. */
   quantization?: LayerQuantReport[];
+  /** The calibration run, when --calib was given. */
+  calibration?: { path: string; runs: number; samples: number; activations: number; sessionRuns: number; ms: number };
   written: SaveResult;
   ms: { load: number; passes: number; save: number; total: number };
 }
@@ -78,7 +84,22 @@ export function resolveOutputPath(input: string, output: string): string {
   return path;
 }
 
-export function compileModel(input: string, options: CompileOptions): CompileResult {
+/** Everything up to quantization: checked options, the loaded and cleaned-up model. */
+interface Prepared {
+  input: string;
+  options: CompileOptions;
+  output: string;
+  weightMode: 'int4' | 'int8' | 'nf4' | undefined;
+  method: (typeof QUANT_METHODS)[number];
+  calib: CalibrationArrays | undefined;
+  model: Model;
+  before: ModelSummary;
+  passes: PassReport[];
+  t0: number;
+  t1: number;
+}
+
+function prepare(input: string, options: CompileOptions): Prepared {
   if (!IMPLEMENTED_TARGETS.includes(options.target)) {
     throw new PeftcError(`--target ${options.target} is not available in this build yet (available: ${IMPLEMENTED_TARGETS.join(', ')})`);
   }
@@ -87,13 +108,17 @@ export function compileModel(input: string, options: CompileOptions): CompileRes
   }
   const weightMode = WEIGHT_QUANT_MODES[options.quant];
   const wq = options.weightQuant ?? {};
-  if (wq.method === 'awq' || wq.method === 'gptq') {
-    throw new PeftcError(`--quant-method ${wq.method} needs calibration data and is not implemented yet; use --quant-method mse (the default, needs no data) or rtn`);
+  const method = wq.method ?? (options.calib ? 'gptq' : 'mse');
+  if (method === 'awq') {
+    throw new PeftcError('--quant-method awq is not implemented; gptq is the data-aware method available (--quant-method gptq --calib DATA), or use mse (the default without data) or rtn');
   }
+  if (options.calib && !weightMode) throw new PeftcError(`--calib is used by weight-only quantization (--quant int4, int8-weight or nf4); --quant ${options.quant} takes no calibration data`);
+  if (method === 'gptq' && !options.calib) throw new PeftcError('--quant-method gptq needs calibration data: give --calib DATA (.npy for a single-input model, .npz keyed by input name)');
   const output = resolveOutputPath(input, options.output);
   const t0 = performance.now();
-  // Adapters are read (headers only) before the model, so a bad adapter fails fast.
+  // Adapters and calibration data are read before the model, so a bad file fails fast.
   const adapters: Adapter[] = (options.lora ?? []).map(({ dir, weight }) => loadAdapter(dir, weight));
+  const calib = options.calib ? readCalibrationArrays(options.calib) : undefined;
   const model = loadModel(input);
   const before = summarizeModel(model);
   const t1 = performance.now();
@@ -106,34 +131,68 @@ export function compileModel(input: string, options: CompileOptions): CompileRes
     log: options.log,
     onReport: options.onReport,
   });
-  const passes = [...merge, ...cleanup];
+  return { input, options, output, weightMode, method, calib, model, before, passes: [...merge, ...cleanup], t0, t1 };
+}
+
+function weightQuantOptions(p: Prepared): WeightQuantOptions {
+  const wq = p.options.weightQuant ?? {};
+  return {
+    mode: p.weightMode!,
+    method: p.method === 'awq' ? 'mse' : p.method,
+    blockSize: wq.blockSize,
+    symmetric: wq.symmetric,
+    format: wq.format ?? (p.options.target === 'xla' ? 'qdq' : 'matmulnbits'),
+    exclude: wq.exclude,
+  };
+}
+
+function finish(p: Prepared, hessians: Map<string, Float64Array> | undefined, calibration: CompileResult['calibration']): CompileResult {
+  const { model, options, passes } = p;
   let quantization: LayerQuantReport[] | undefined;
-  if (weightMode) {
-    const pass = weightQuantization({
-      mode: weightMode,
-      method: wq.method,
-      blockSize: wq.blockSize,
-      symmetric: wq.symmetric,
-      format: wq.format ?? (options.target === 'xla' ? 'qdq' : 'matmulnbits'),
-      exclude: wq.exclude,
-    });
+  if (p.weightMode) {
+    const pass = weightQuantization({ ...weightQuantOptions(p), ...(hessians ? { hessians } : {}) });
     passes.push(...runPipeline(model, [pass], { check: options.check, log: options.log, onReport: options.onReport }));
     quantization = pass.layers;
   }
   const after = summarizeModel(model);
   const t2 = performance.now();
-  const written = saveModel(model, output, { externalData: options.externalData });
+  const written = saveModel(model, p.output, { externalData: options.externalData });
   const t3 = performance.now();
   return {
-    input,
+    input: p.input,
     output: written.path,
     target: options.target,
     quant: options.quant,
-    before,
+    before: p.before,
     after,
     passes,
     ...(quantization ? { quantization } : {}),
+    ...(calibration ? { calibration } : {}),
     written,
-    ms: { load: t1 - t0, passes: t2 - t1, save: t3 - t2, total: t3 - t0 },
+    ms: { load: p.t1 - p.t0, passes: t2 - p.t1, save: t3 - t2, total: t3 - p.t0 },
   };
+}
+
+/** Compiles without calibration data (synchronous); `calib` needs compileModelAsync. */
+export function compileModel(input: string, options: CompileOptions): CompileResult {
+  if (options.calib) throw new PeftcError('calibration runs the model in onnxruntime, which is asynchronous: call compileModelAsync for --calib');
+  return finish(prepare(input, options), undefined, undefined);
+}
+
+/** Compiles, running the calibration data through the cleaned-up model first when `calib` is given. */
+export async function compileModelAsync(input: string, options: CompileOptions): Promise<CompileResult> {
+  const p = prepare(input, options);
+  if (!p.calib) return finish(p, undefined, undefined);
+  const data = matchCalibrationData(p.calib, p.model);
+  const targets = calibrationTargets(p.model, weightQuantOptions(p));
+  options.log?.(`calibration: ${data.samples} sample(s) in ${data.runs} run(s) from ${data.path}; ${targets.length} layer input(s) to capture`);
+  const captured = await captureHessians(p.model, targets, data, { log: options.log });
+  return finish(p, captured.hessians, {
+    path: data.path,
+    runs: data.runs,
+    samples: data.samples,
+    activations: targets.length,
+    sessionRuns: captured.sessionRuns,
+    ms: captured.ms,
+  });
 }

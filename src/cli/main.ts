@@ -8,7 +8,7 @@ import { hideBin } from 'yargs/helpers';
 import { PeftcError } from '../errors.js';
 import { loadModel } from '../onnx/io.js';
 import { formatBytes, renderSummary, summarizeModel } from '../inspect.js';
-import { compileModel, QUANT_FORMATS, QUANT_METHODS, QUANT_MODES, resolveOutputPath, TARGETS, type CompileResult } from '../compile.js';
+import { compileModelAsync, QUANT_FORMATS, QUANT_METHODS, QUANT_MODES, resolveOutputPath, TARGETS, type CompileResult } from '../compile.js';
 import { writeFileAtomic } from '../atomic-write.js';
 import { parseLoraArg } from '../peft/adapter.js';
 import type { PassReport } from '../../passes/pass.js';
@@ -64,7 +64,11 @@ async function main(): Promise<void> {
           .positional('model', { type: 'string', demandOption: true, describe: 'path to a .onnx file' })
           .option('target', { choices: TARGETS, default: 'cpu' as const, describe: 'deployment target' })
           .option('quant', { choices: QUANT_MODES, default: 'none' as const, describe: 'quantization mode' })
-          .option('quant-method', { choices: QUANT_METHODS, default: 'mse' as const, describe: 'weight-only (int4, int8-weight, nf4): rtn rounds to nearest; mse searches clipped scales per block' })
+          .option('quant-method', {
+            choices: QUANT_METHODS,
+            describe: 'weight-only (int4, int8-weight, nf4): rtn rounds to nearest; mse searches clipped scales per block (default without --calib); gptq corrects rounding errors against calibration data (default with --calib); awq is not implemented',
+          })
+          .option('calib', { type: 'string', describe: 'calibration data for weight-only quantization: .npy (single-input model) or .npz keyed by input name' })
           .option('block-size', { type: 'number', default: 32, describe: 'weight-only: values per quantization block along the reduction axis (16..256, power of two)' })
           .option('symmetric', { type: 'boolean', describe: 'weight-only: no zero points' })
           .option('asymmetric', { type: 'boolean', describe: 'weight-only: zero points per block (the default)' })
@@ -78,12 +82,12 @@ async function main(): Promise<void> {
           .option('check', { type: 'boolean', default: false, describe: 'run the IR invariant checker after every pass' })
           .option('fold-size-limit', { type: 'number', default: 1 << 20, describe: 'largest constant (bytes) folding may create beyond what it frees' })
           .option('external-data', { choices: ['auto', 'all', 'none'] as const, default: 'auto' as const, describe: 'where weights go: auto keeps external weights external and moves all out past 2 GiB' }),
-      (args) => {
+      async (args) => {
         const log = (m: string) => process.stderr.write(`${m}\n`);
         if (args.report) resolveOutputPath(args.report, args.report); // fail before writing anything
         if (args.symmetric && args.asymmetric) throw new PeftcError('--symmetric and --asymmetric contradict each other; give one');
         if (!args.json) log(`peftc compile ${args.model} --target ${args.target} --quant ${args.quant}`);
-        const result = compileModel(args.model, {
+        const result = await compileModelAsync(args.model, {
           target: args.target,
           quant: args.quant,
           output: args.output,
@@ -92,6 +96,7 @@ async function main(): Promise<void> {
           externalData: args['external-data'],
           lora: (args.lora ?? []).map(parseLoraArg),
           keepLora: args['keep-lora'],
+          ...(args.calib !== undefined ? { calib: args.calib } : {}),
           weightQuant: {
             method: args['quant-method'],
             blockSize: args['block-size'],
