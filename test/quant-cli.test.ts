@@ -13,6 +13,8 @@ import { loadModel } from '../src/onnx/io.js';
 import { runModel } from '../src/runtime/ort.js';
 import { readDataSet } from '../src/runtime/testdata.js';
 import type { LayerQuantReport } from '../passes/weight-quant.js';
+import { writeFileSync } from 'node:fs';
+import { writeNpy, writeNpz, type NpyArray } from './helpers-npy.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const ZOO = join(ROOT, 'models', 'zoo');
@@ -105,8 +107,8 @@ describe('peftc compile --quant (CLI)', () => {
   it('refuses what it cannot do, exit code 2, nothing written', () => {
     const out = join(tmp, 'refused.onnx');
     const cases: Array<[string[], RegExp]> = [
-      [['--quant', 'int4', '--quant-method', 'awq'], /awq needs calibration data/],
-      [['--quant', 'int4', '--quant-method', 'gptq'], /gptq needs calibration data/],
+      [['--quant', 'int4', '--quant-method', 'awq'], /awq is not implemented; gptq is the data-aware method available/],
+      [['--quant', 'int4', '--quant-method', 'gptq'], /gptq needs calibration data: give --calib DATA/],
       [['--quant', 'int4', '--block-size', '48'], /block size 48/],
       [['--quant', 'int4', '--symmetric', '--asymmetric'], /contradict/],
       [['--quant', 'int4', '--quant-format', 'qdq'], /opset 21.*opset 17/],
@@ -116,6 +118,102 @@ describe('peftc compile --quant (CLI)', () => {
       expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(existsSync(out)).toBe(false);
+    }
+  });
+});
+
+describe('peftc compile --calib (CLI)', () => {
+  const peftc = (...args: string[]) => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: npm run build (npm test does it before vitest)`);
+    const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 300_000 });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  const zooIds = (zoo: string, name = 'input_ids'): BigInt64Array => {
+    const m = loadModel(join(ZOO, zoo, 'model.onnx'));
+    return readDataSet(join(ZOO, zoo, 'test_data_set_0'), m).inputs[name]!.toTypedArray<BigInt64Array>();
+  };
+  /** `copies` samples of a [2, 16] int64 array: the data set's own, then cyclic shifts of it. */
+  const stack = (a: BigInt64Array, copies: number): NpyArray => {
+    const out = new BigInt64Array(a.length * copies);
+    for (let c = 0; c < copies; c++) for (let i = 0; i < a.length; i++) out[c * a.length + i] = a[(i + 5 * c) % a.length]!;
+    return { descr: '<i8', dims: [copies, 2, 16], data: out };
+  };
+
+  it('llama: .npy input ids, gptq by default; output error per layer in the report; closer to the exporter than rtn', async () => {
+    const model = join(ZOO, 'llama-static', 'model.onnx');
+    const ids = join(tmp, 'llama-ids.npy');
+    writeNpy(ids, { descr: '<i8', dims: [2, 16], data: zooIds('llama-static') });
+    const errors: Record<string, number> = {};
+    for (const method of ['gptq', 'rtn'] as const) {
+      const out = join(tmp, `llama-calib-${method}.onnx`);
+      const report = join(tmp, `llama-calib-${method}.json`);
+      const args = method === 'gptq' ? [] : ['--quant-method', method];
+      const r = peftc('compile', model, '--quant', 'int4', '--calib', ids, ...args, '-o', out, '--report', report);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/calibration: 2 sample\(s\) in 1 run\(s\)/);
+      expect(r.stderr).toMatch(/output error/);
+      const json = JSON.parse(readFileSync(report, 'utf8'));
+      expect(json.calibration).toMatchObject({ runs: 1, samples: 2 });
+      const layers = json.quantization as LayerQuantReport[];
+      expect(layers.length).toBeGreaterThan(0);
+      expect(layers.every((l) => l.method === method && l.outputError! > 0 && l.outputError! < 1)).toBe(true);
+      if (method === 'gptq') {
+        const sum = (k: 'outputError' | 'nearestOutputError') => layers.reduce((a, l) => a + l[k]!, 0);
+        expect(sum('outputError')).toBeLessThan(sum('nearestOutputError'));
+      }
+      errors[method] = await outputError(out, 'llama-static');
+    }
+    console.log(`llama-static int4 calibrated on its test inputs: output relative error gptq ${errors.gptq!.toExponential(3)}, rtn ${errors.rtn!.toExponential(3)}`);
+    expect(errors.gptq!).toBeLessThan(errors.rtn!);
+  });
+
+  it('bert: .npz keyed by input name, stacked samples', () => {
+    const model = join(ZOO, 'bert-static', 'model.onnx');
+    const data = join(tmp, 'bert.npz');
+    writeNpz(data, { input_ids: stack(zooIds('bert-static'), 3), attention_mask: stack(zooIds('bert-static', 'attention_mask'), 3) });
+    const out = join(tmp, 'bert-calib.onnx');
+    const r = peftc('compile', model, '--quant', 'int8-weight', '--calib', data, '--json', '-o', out);
+    expect(r.status, r.stderr).toBe(0);
+    const json = JSON.parse(r.stdout);
+    expect(json.calibration).toMatchObject({ runs: 3, samples: 6 });
+    expect((json.quantization as LayerQuantReport[]).every((l) => l.method === 'gptq' && l.outputError !== undefined)).toBe(true);
+  });
+
+  it('refuses bad calibration data, exit code 2, nothing written', () => {
+    const llama = join(ZOO, 'llama-static', 'model.onnx');
+    const bert = join(ZOO, 'bert-static', 'model.onnx');
+    const ids = zooIds('llama-static');
+    const file = (name: string, write: (p: string) => void) => {
+      const p = join(tmp, name);
+      write(p);
+      return p;
+    };
+    const bertNpy = file('bert-one.npy', (p) => writeNpy(p, { descr: '<i8', dims: [2, 16], data: ids }));
+    const bertMissing = file('bert-missing.npz', (p) => writeNpz(p, { input_ids: { descr: '<i8', dims: [2, 16], data: ids } }));
+    const extra = file('llama-extra.npz', (p) => writeNpz(p, { input_ids: { descr: '<i8', dims: [2, 16], data: ids }, labels: { descr: '<i8', dims: [2, 16], data: ids } }));
+    const int32 = file('llama-int32.npy', (p) => writeNpy(p, { descr: '<i4', dims: [2, 16], data: Int32Array.from(ids, Number) }));
+    const shape = file('llama-shape.npy', (p) => writeNpy(p, { descr: '<i8', dims: [4, 8], data: ids }));
+    const garbage = file('garbage.npz', (p) => writeFileSync(p, 'not numpy data'));
+    const good = file('llama-good.npy', (p) => writeNpy(p, { descr: '<i8', dims: [2, 16], data: ids }));
+    const cases: Array<[string, string[], RegExp]> = [
+      [bert, ['--quant', 'int4', '--calib', bertNpy], /bert-one\.npy: a \.npy file holds one array, but the model takes 2 inputs \('input_ids', 'attention_mask'\)/],
+      [bert, ['--quant', 'int4', '--calib', bertMissing], /bert-missing\.npz: no array for model input\(s\) 'attention_mask'/],
+      [llama, ['--quant', 'int4', '--calib', extra], /llama-extra\.npz: array\(s\) 'labels' match no model input/],
+      [llama, ['--quant', 'int4', '--calib', int32], /llama-int32\.npy: array 'input_ids' is int32, but input 'input_ids' takes int64/],
+      [llama, ['--quant', 'int4', '--calib', shape], /llama-shape\.npy: array 'input_ids' has shape \[4, 8\], but input 'input_ids' takes \[2, 16\]/],
+      [llama, ['--quant', 'int4', '--calib', garbage], /garbage\.npz: neither a \.npy array nor a \.npz archive/],
+      [llama, ['--quant', 'int4', '--calib', join(tmp, 'absent.npy')], /absent\.npy: cannot read/],
+      [llama, ['--quant', 'none', '--calib', good], /--calib is used by weight-only quantization/],
+      [llama, ['--quant', 'int4', '--quant-method', 'awq', '--calib', good], /awq is not implemented; gptq is the data-aware method available/],
+    ];
+    const out = join(tmp, 'calib-refused.onnx');
+    const report = join(tmp, 'calib-refused.json');
+    for (const [model, args, message] of cases) {
+      const r = peftc('compile', model, ...args, '-o', out, '--report', report);
+      expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(existsSync(out)).toBe(false);
+      expect(existsSync(report)).toBe(false);
     }
   });
 });
