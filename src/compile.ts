@@ -12,6 +12,7 @@ import { runPipeline, type PassReport } from '../passes/pass.js';
 import { cleanupPipeline } from '../passes/pipelines.js';
 import { mergeAdapters } from '../passes/lora-adapter-merge.js';
 import { loadAdapter, type Adapter } from './peft/adapter.js';
+import { opsetUpgrade } from '../passes/opset-upgrade.js';
 import { calibrationTargets, weightQuantization, type LayerQuantReport, type WeightQuantFormat, type WeightQuantOptions } from '../passes/weight-quant.js';
 import { captureHessians, matchCalibrationData, readCalibrationArrays, type CalibrationArrays } from './quant/calibration.js';
 import type { Model } from './ir/model.js';
@@ -57,6 +58,8 @@ export interface CompileOptions {
   weightQuant?: WeightQuantSettings;
   /** Calibration data (.npy for a single-input model, .npz keyed by input name); needs compileModelAsync. */
   calib?: string;
+  /** Raise the default-domain opset to this version (--opset); --quant-format qdq raises it to 21 by itself. */
+  opset?: number;
   log?: (message: string) => void;
   onReport?: (report: PassReport) => void;
 }
@@ -115,6 +118,7 @@ function prepare(input: string, options: CompileOptions): Prepared {
   if (options.calib && !weightMode) throw new PeftcError(`--calib is used by weight-only quantization (--quant int4, int8-weight or nf4); --quant ${options.quant} takes no calibration data`);
   if (method === 'gptq' && !options.calib) throw new PeftcError('--quant-method gptq needs calibration data: give --calib DATA (.npy for a single-input model, .npz keyed by input name)');
   const output = resolveOutputPath(input, options.output);
+  if (options.opset !== undefined) opsetUpgrade(options.opset); // refuses an unsupported target before any work
   const t0 = performance.now();
   // Adapters and calibration data are read before the model, so a bad file fails fast.
   const adapters: Adapter[] = (options.lora ?? []).map(({ dir, weight }) => loadAdapter(dir, weight));
@@ -131,7 +135,16 @@ function prepare(input: string, options: CompileOptions): Prepared {
     log: options.log,
     onReport: options.onReport,
   });
-  return { input, options, output, weightMode, method, calib, model, before, passes: [...merge, ...cleanup], t0, t1 };
+  // Blocked 4-bit DequantizeLinear (the qdq format) exists from opset 21 on: raise the opset rather than refuse,
+  // after cleanup so shapes are known (GroupNormalization needs its channel count).
+  const qdq = weightMode !== undefined && (wq.format ?? (options.target === 'xla' ? 'qdq' : 'matmulnbits')) === 'qdq';
+  const opset = options.opset ?? (qdq && (model.opsetVersion('') ?? 0) < 21 ? 21 : undefined);
+  const upgrade = opset === undefined ? [] : runPipeline(model, [opsetUpgrade(opset, options.opset === undefined ? { reason: 'for blocked DequantizeLinear' } : {})], {
+    check: options.check,
+    log: options.log,
+    onReport: options.onReport,
+  });
+  return { input, options, output, weightMode, method, calib, model, before, passes: [...merge, ...cleanup, ...upgrade], t0, t1 };
 }
 
 function weightQuantOptions(p: Prepared): WeightQuantOptions {
