@@ -229,7 +229,7 @@ function planJobs(model: Model, options: WeightQuantOptions, log: (m: string) =>
   const opset = model.opsetVersion('') ?? 0;
   if (format === 'qdq' && opset < 21) {
     throw new PeftcError(
-      `--quant-format qdq needs blocked DequantizeLinear with 4-bit types (default-domain opset 21); this model imports opset ${opset}. Use --quant-format matmulnbits, or convert the model to opset 21 first`,
+      `--quant-format qdq needs blocked DequantizeLinear with 4-bit types (default-domain opset 21); this model imports opset ${opset}. Use --quant-format matmulnbits, or raise the model to opset 21 first (passes/opset-upgrade.ts; peftc compile does so unless --opset asks for less)`,
     );
   }
   const exclude = options.exclude ?? [];
