@@ -7,6 +7,8 @@
  * rows), upper triangle only, and mirrored once at the end.
  */
 
+import { dot } from './cholesky.js';
+
 /** Rows of X transposed at a time: a few KiB per column keeps both operands in cache. */
 const CHUNK = 32;
 
@@ -29,12 +31,7 @@ export function accumulateHessian(h: Float64Array, k: number, x: ArrayLike<numbe
     for (let i = 0; i < k; i++) {
       const ti = i * CHUNK;
       const hi = i * k;
-      for (let j = i; j < k; j++) {
-        const tj = j * CHUNK;
-        let s = 0;
-        for (let q = 0; q < c; q++) s += t[ti + q]! * t[tj + q]!;
-        h[hi + j]! += s;
-      }
+      for (let j = i; j < k; j++) h[hi + j]! += dot(t, ti, t, j * CHUNK, c);
     }
   }
 }
@@ -54,9 +51,9 @@ const ROW_BLOCK = 8;
 /**
  * Output error of quantized rows against a Hessian: weights `w` and their dequantized values `q`
  * are [rows, k] (each row one output feature, k the reduction axis). Returns
- * sse = sum_r (w_r - q_r)^T H (w_r - q_r) and norm = sum_r w_r^T H w_r.
+ * sse = sum_r (w_r - q_r)^T H (w_r - q_r) and norm = sum_r w_r^T H w_r (0 unless `withNorm`).
  */
-export function outputError(w: Float32Array, q: Float32Array, rows: number, k: number, h: Float64Array): { sse: number; norm: number } {
+export function outputError(w: Float32Array, q: Float32Array, rows: number, k: number, h: Float64Array, withNorm = true): { sse: number; norm: number } {
   let sse = 0;
   let norm = 0;
   // Rows in blocks so each row of H is read once per block.
@@ -75,15 +72,8 @@ export function outputError(w: Float32Array, q: Float32Array, rows: number, k: n
       const hi = i * k;
       for (let s = 0; s < nr; s++) {
         const o = s * k;
-        let ad = 0;
-        let av = 0;
-        for (let j = 0; j < k; j++) {
-          const hij = h[hi + j]!;
-          ad += hij * d[o + j]!;
-          av += hij * v[o + j]!;
-        }
-        sse += d[o + i]! * ad;
-        norm += v[o + i]! * av;
+        sse += d[o + i]! * dot(h, hi, d, o, k);
+        if (withNorm) norm += v[o + i]! * dot(h, hi, v, o, k);
       }
     }
   }

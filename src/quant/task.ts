@@ -171,7 +171,7 @@ export function runQuantTask(task: QuantTask): QuantTaskResult {
       q.stats.outputSse = e.sse;
       q.stats.outputNorm = e.norm;
       // What plain rounding with the same scale search leaves, for comparison in the report.
-      if (task.gptq) q.stats.nearestOutputSse = outputError(values, dequantizeRows(quantizeRows(values, rows, cols, task.config)), rows, cols, hessian).sse;
+      if (task.gptq) q.stats.nearestOutputSse = outputError(values, dequantizeRows(quantizeRows(values, rows, cols, task.config)), rows, cols, hessian, false).sse;
     }
     const layouts = packLayouts(q, task.layouts);
     const { codes: _c, scales: _s, zeroPoints: _z, scaleCodes: _sc, scaleGroupScales: _sg, ...result } = q;
