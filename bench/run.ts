@@ -10,10 +10,6 @@
  */
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { benchCodec } from './codec.js';
-import { benchCompile } from './compile.js';
-import { benchMerge } from './merge.js';
-import { benchQuantFidelity } from './quant-fidelity.js';
 import { writeResults } from './util.js';
 
 const args = process.argv.slice(2);
@@ -23,17 +19,19 @@ const repeat = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') 
 const dir = join(process.cwd(), '.bench');
 const threads = args.includes('--threads') ? Number(args[args.indexOf('--threads') + 1]) : 1;
 
+// ~0.95B parameters (3.6 GiB fp32) for merge and quant-speed; --small for a quick 0.1B run.
+const llm = args.includes('--small') ? { layers: 4, hidden: 1024, intermediate: 2816, vocab: 8000 } : { layers: 16, hidden: 2048, intermediate: 5632, vocab: 32000 };
+
+// Suites are imported when run, so one that needs no onnxruntime-node runs without it.
 const SUITES: Record<string, () => unknown> = {
   // 5 interleaved rounds by default: this machine's I/O timings vary a lot from run to run.
-  codec: () => benchCodec({ dir, keep, repeat: args.includes('--repeat') ? repeat : 5 }),
-  compile: () => benchCompile({ dir, repeat: Math.max(repeat, 5) }),
-  // ~0.95B parameters (3.6 GiB fp32): --small for a quick 0.1B run.
-  merge: () =>
-    args.includes('--small')
-      ? benchMerge({ dir, keep, layers: 4, hidden: 1024, intermediate: 2816, vocab: 8000, rank: 16 })
-      : benchMerge({ dir, keep, layers: 16, hidden: 2048, intermediate: 5632, vocab: 32000, rank: 16 }),
+  codec: async () => (await import('./codec.js')).benchCodec({ dir, keep, repeat: args.includes('--repeat') ? repeat : 5 }),
+  compile: async () => (await import('./compile.js')).benchCompile({ dir, repeat: Math.max(repeat, 5) }),
+  merge: async () => (await import('./merge.js')).benchMerge({ dir, keep, ...llm, rank: 16 }),
   // Perplexity of models/lm after each weight quantization, vs onnxruntime's own quantizer.
-  'quant-fidelity': () => benchQuantFidelity({ dir, keep, repeat, threads }),
+  'quant-fidelity': async () => (await import('./quant-fidelity.js')).benchQuantFidelity({ dir, keep, repeat, threads }),
+  // int4 quantization time and peak RSS vs onnxruntime's Python quantizer (where installed).
+  'quant-speed': async () => (await import('./quant-speed.js')).benchQuantSpeed({ dir, keep, repeat: args.includes('--repeat') ? repeat : 1, ...llm }),
 };
 
 if (only !== undefined && !(only in SUITES)) {

@@ -314,7 +314,13 @@ const merge: Task = ({ model, adapter, out }: { model: string; adapter: string; 
   return { merged: Number(r.passes[0]?.details.merged ?? 0), bytes: r.written.externalBytes + r.written.modelBytes };
 };
 
-const TASKS: Record<string, Task> = { generate, read, copy, kcopy, decode, encode, verify, 'generate-llm': generateLlm, merge };
+/** What a user runs: peftc compile model.onnx --quant int4 --quant-method M --block-size B -o out.onnx. */
+const quantize: Task = ({ model, out, method, blockSize, symmetric }: { model: string; out: string; method: 'rtn' | 'mse'; blockSize: number; symmetric?: boolean }) => {
+  const r = compileModel(model, { target: 'cpu', quant: 'int4', output: out, weightQuant: { method, blockSize, symmetric: symmetric ?? false } });
+  return { layers: r.quantization?.length ?? 0, bytes: r.written.externalBytes + r.written.modelBytes };
+};
+
+const TASKS: Record<string, Task> = { generate, read, copy, kcopy, decode, encode, verify, 'generate-llm': generateLlm, merge, quantize };
 
 const [name, argText] = process.argv.slice(2);
 const task = TASKS[name ?? ''];

@@ -1,0 +1,90 @@
+/**
+ * Weight-quantization speed (issue #5): a generated Llama-shaped model of ~1B parameters (fp32,
+ * external data) quantized to int4 (block 32, asymmetric) by `peftc compile --quant int4`, end to
+ * end (load, quantize on worker threads, save), each run in its own process for its own peak RSS;
+ * next to onnxruntime's Python MatMulNBitsQuantizer on the same file in the same run, where a
+ * python3 with onnxruntime is on the PATH (bench/ort_quantize.py). Where it is missing the table
+ * says so: the comparison is then not made, never assumed.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fmt, MiB, printTable, runTask, type TaskResult } from './util.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const ORT_SCRIPT = join(here, '..', '..', 'bench', 'ort_quantize.py');
+
+interface OrtRun {
+  ms: number;
+  peakRssMiB: number;
+  loadMs: number;
+  quantizeMs: number;
+  saveMs: number;
+  onnxruntime: string;
+}
+
+function ortAvailable(python: string): string | undefined {
+  try {
+    return execFileSync(python, ['-c', 'import onnx, onnxruntime; from onnxruntime.quantization import matmul_nbits_quantizer; print(onnxruntime.__version__)'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function runOrt(python: string, model: string, out: string, block: number): OrtRun {
+  const text = execFileSync(python, [ORT_SCRIPT, model, out, '--block', String(block)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  return JSON.parse(text.trim().split('\n').at(-1)!) as OrtRun;
+}
+
+const median = <T extends { ms: number }>(runs: T[]): T => [...runs].sort((a, b) => a.ms - b.ms)[Math.floor(runs.length / 2)]!;
+
+export function benchQuantSpeed(opts: { dir: string; keep: boolean; repeat: number; layers: number; hidden: number; intermediate: number; vocab: number }): unknown {
+  const dir = join(opts.dir, 'quant-speed');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const gen = runTask('generate-llm', { dir, layers: opts.layers, hidden: opts.hidden, intermediate: opts.intermediate, vocab: opts.vocab, rank: 1 });
+  const model = join(dir, 'base.onnx');
+  const bytes = statSync(`${model}.data`).size;
+  const params = Number(gen.info.params);
+  console.log(`quant-speed: generated ${fmt(params / 1e9, 2)}B parameters (${fmt(bytes / MiB, 0)} MiB fp32) in ${fmt(gen.ms / 1000, 1)} s; ${cpus().length} cores`);
+  const block = 32;
+  const repeat = Math.max(1, opts.repeat);
+  const peftc: Record<string, TaskResult> = {};
+  for (const method of ['rtn', 'mse'] as const) {
+    const runs = Array.from({ length: repeat }, () => runTask('quantize', { model, out: join(dir, `peftc-${method}.onnx`), method, blockSize: block }));
+    peftc[method] = { ...median(runs), peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)) };
+    console.log(`quant-speed: peftc ${method}: ${runs.map((r) => fmt(r.ms / 1000, 1)).join(', ')} s`);
+  }
+  const python = process.env.PEFTC_BENCH_PYTHON ?? 'python3';
+  const ortVersion = ortAvailable(python);
+  let ort: OrtRun | undefined;
+  if (ortVersion) {
+    const runs = Array.from({ length: repeat }, () => runOrt(python, model, join(dir, 'ort.onnx'), block));
+    ort = { ...median(runs), peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)) };
+    console.log(`quant-speed: onnxruntime ${ortVersion}: ${runs.map((r) => fmt(r.ms / 1000, 1)).join(', ')} s`);
+  } else {
+    console.error(`quant-speed: NO BASELINE: '${python}' has no onnxruntime/onnx Python package here, so onnxruntime's MatMulNBitsQuantizer was not measured (set PEFTC_BENCH_PYTHON to a python3 that has them)`);
+  }
+  const rel = (ms: number) => (ort ? fmt(ort.ms / ms, 2) : 'n/a');
+  printTable(
+    `quant-speed: int4, block ${block}, asymmetric, ${fmt(params / 1e9, 2)}B parameters (${fmt(bytes / MiB, 0)} MiB fp32), ${cpus().length} cores, median of ${repeat}`,
+    ['quantizer (load + quantize + save)', 's', 'speed-up vs onnxruntime', 'peak RSS MiB'],
+    [
+      ...(ort ? [[`onnxruntime ${ortVersion} MatMulNBitsQuantizer (Python)`, fmt(ort.ms / 1000, 2), '1.00', fmt(ort.peakRssMiB, 0)]] : [['onnxruntime MatMulNBitsQuantizer (Python)', 'not measured', '', '']]),
+      ['peftc compile --quant int4 --quant-method rtn', fmt(peftc.rtn!.ms / 1000, 2), rel(peftc.rtn!.ms), fmt(peftc.rtn!.peakRssMiB, 0)],
+      ['peftc compile --quant int4 --quant-method mse (default)', fmt(peftc.mse!.ms / 1000, 2), rel(peftc.mse!.ms), fmt(peftc.mse!.peakRssMiB, 0)],
+    ],
+  );
+  if (ort) {
+    const speed = ort.ms / peftc.rtn!.ms;
+    console.log(
+      `goal: at least 5x faster than onnxruntime's quantizer with lower peak memory: RTN ${fmt(speed, 2)}x (${speed >= 5 ? 'met' : 'NOT met'}), ` +
+        `peak RSS ${fmt(peftc.rtn!.peakRssMiB, 0)} vs ${fmt(ort.peakRssMiB, 0)} MiB (${peftc.rtn!.peakRssMiB < ort.peakRssMiB ? 'lower' : 'NOT lower'}); ` +
+        `onnxruntime's time: load ${fmt(ort.loadMs / 1000, 1)} s, quantize ${fmt(ort.quantizeMs / 1000, 1)} s, save ${fmt(ort.saveMs / 1000, 1)} s`,
+    );
+  }
+  if (!opts.keep) rmSync(dir, { recursive: true, force: true });
+  return { params, bytes, cores: cpus().length, block, peftc, ort: ort ?? null, ortMissing: ort ? undefined : `${python} has no onnxruntime` };
+}
