@@ -16,7 +16,7 @@ import { ModelBuilder } from '../models/builder.js';
 import { runPipeline } from '../passes/pass.js';
 import { calibrationTargets, weightQuantization, type WeightQuantOptions } from '../passes/weight-quant.js';
 import { compileModelAsync } from '../src/compile.js';
-import { DataType } from '../src/ir/dtype.js';
+import { DataType, float16BitsToFloat32, float32ToFloat16Bits } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/model.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { encodeModel } from '../src/onnx/encode.js';
@@ -100,6 +100,56 @@ describe('bit-exact: onnxruntime dequantizes GPTQ weights exactly as peftc does'
       expect(firstMismatch(got, plain)).toBeDefined();
     });
   }
+
+  it('Gemm (transB, alpha folded, beta * C): onnxruntime output equals the Gemm over peftc\'s GPTQ weights', async () => {
+    const [M, K, N] = [8, 48, 20];
+    const B = weightsF32(N * K, 31);
+    const C = weightsF32(N, 32, 1);
+    const build = (Bw: Float32Array, alpha: number) => {
+      const b = new ModelBuilder({ opset: 21, irVersion: 10 });
+      const x = b.input('x', DataType.FLOAT, [M, K]);
+      const w = b.initializer('B', DataType.FLOAT, [N, K], Bw);
+      b.output(b.op('Gemm', [x, w, b.initializer('C', DataType.FLOAT, [N], C)], { transB: 1, alpha: { float: alpha }, beta: { float: 0.5 } }, { name: 'g' }));
+      return b.build();
+    };
+    const { H } = correlatedInputs(3 * K, K, 33);
+    const model = build(B, 1.5);
+    const opts: WeightQuantOptions = { mode: 'int4', blockSize: 16 };
+    runPipeline(model, [weightQuantization({ ...opts, method: 'gptq', hessians: new Map([['x', H]]), workers: 0 })], { check: true });
+    const Bq = dequantizeRows(gptqQuantizeRows(B.map((v) => Math.fround(v * 1.5)), N, K, H, configFor(opts)));
+    const feeds = { x: Tensor.fromTypedArray('x', DataType.FLOAT, [M, K], correlatedInputs(M, K, 34).X) };
+    const got = Object.values(await runModel(model, feeds, { graphOptimization: 'basic' }))[0]!.toTypedArray<Float32Array>();
+    const want = Object.values(await runModel(build(Bq, 1), feeds, { graphOptimization: 'basic' }))[0]!.toTypedArray<Float32Array>();
+    for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThan(1e-5);
+  });
+
+  it('float16 model: float16 calibration data and activations; weights match peftc bit for bit', async () => {
+    const [K, N] = [64, 16];
+    const W = weightsF32(K * N, 41);
+    const b = new ModelBuilder({ opset: 21, irVersion: 10 });
+    const x = b.input('x', DataType.FLOAT16, ['n', K]);
+    const w = b.initializer('W', DataType.FLOAT16, [K, N], Uint16Array.from(W, float32ToFloat16Bits));
+    b.output(b.op('MatMul', [x, w], {}, { name: 'mm' }), { dtype: DataType.FLOAT16, shape: ['n', N] });
+    const path = join(tmp, 'fp16.onnx');
+    saveModel(b.build(), path, { durable: false });
+    const X = correlatedInputs(128, K, 42).X;
+    const data = join(tmp, 'fp16.npy');
+    const X16 = Uint16Array.from(X, float32ToFloat16Bits);
+    writeNpy(data, { descr: '<f2', dims: [128, K], data: X16 });
+    const out = join(tmp, 'fp16-gptq.onnx');
+    const r = await compileModelAsync(path, { target: 'cpu', quant: 'int4', output: out, calib: data, weightQuant: { blockSize: 32 } });
+    expect(r.quantization!.map((l) => l.method)).toEqual(['gptq']);
+    // H from the float16 inputs as float32 values.
+    const H = new Float64Array(K * K);
+    for (let i = 0; i < 128; i++) for (let a = 0; a < K; a++) for (let c = 0; c < K; c++) H[a * K + c]! += float16BitsToFloat32(X16[i * K + a]!) * float16BitsToFloat32(X16[i * K + c]!);
+    const rows = transpose(Float32Array.from(Uint16Array.from(W, float32ToFloat16Bits), float16BitsToFloat32), K, N);
+    const want = transpose(dequantizeRows(gptqQuantizeRows(rows, N, K, H, { ...configFor({ mode: 'int4', blockSize: 32 }), scaleDtype: 'float16' })), N, K);
+    const I = new Uint16Array(K * K);
+    for (let i = 0; i < K; i++) I[i * K + i] = float32ToFloat16Bits(1);
+    const got = Object.values(await runModel(out, { x: Tensor.fromTypedArray('x', DataType.FLOAT16, [K, K], I) }))[0]!.toTypedArray<Uint16Array>();
+    // onnxruntime computes in float16: its output is peftc's weight rounded to float16.
+    expect(firstMismatch(Float32Array.from(got, float16BitsToFloat32), Float32Array.from(want, (v) => float16BitsToFloat32(float32ToFloat16Bits(v))))).toBeUndefined();
+  });
 
   it('worker threads (shared Hessians, two weights on one input) write the same model as the main thread', () => {
     const build = () => {
