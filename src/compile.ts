@@ -75,7 +75,7 @@ export interface CompileResult {
   /** Per-layer weight quantization error, when weights were quantized. */
   quantization?: LayerQuantReport[];
   /** The calibration run, when --calib was given. */
-  calibration?: { path: string; runs: number; samples: number; activations: number; sessionRuns: number; ms: number };
+  calibration?: { path: string; runs: number; samples: number; activations: number; hessianBytes: number; sessionRuns: number; ms: number };
   written: SaveResult;
   ms: { load: number; passes: number; save: number; total: number };
 }
@@ -198,13 +198,18 @@ export async function compileModelAsync(input: string, options: CompileOptions):
   if (!p.calib) return finish(p, undefined, undefined);
   const data = matchCalibrationData(p.calib, p.model);
   const targets = calibrationTargets(p.model, weightQuantOptions(p));
-  options.log?.(`calibration: ${data.samples} sample(s) in ${data.runs} run(s) from ${data.path}; ${targets.length} layer input(s) to capture`);
+  // Every Hessian stays in memory until the weights are quantized: say how much that is.
+  const hessianBytes = targets.reduce((a, t) => a + t.k * t.k * 8, 0);
+  options.log?.(
+    `calibration: ${data.samples} sample(s) in ${data.runs} run(s) from ${data.path}; ${targets.length} layer input(s) to capture, ${(hessianBytes / 2 ** 20).toFixed(1)} MiB of Hessians`,
+  );
   const captured = await captureHessians(p.model, targets, data, { log: options.log });
   return finish(p, captured.hessians, {
     path: data.path,
     runs: data.runs,
     samples: data.samples,
     activations: targets.length,
+    hessianBytes,
     sessionRuns: captured.sessionRuns,
     ms: captured.ms,
   });
