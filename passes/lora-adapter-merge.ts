@@ -18,9 +18,10 @@
 import { PeftcError } from '../src/errors.js';
 import type { Graph, Node, Value } from '../src/ir/graph.js';
 import type { Model } from '../src/ir/model.js';
-import { Tensor } from '../src/ir/tensor.js';
+import { Tensor, type DeferredJob } from '../src/ir/tensor.js';
 import type { Adapter, LoraModule } from '../src/peft/adapter.js';
-import { addDeltas, applyDoraMagnitude, fromFloat32, toFloat32, type Delta, type WeightLayout } from '../src/peft/merge-math.js';
+import { mergeDeferredJob, mergeJob, runMergeJob, type MergeInputs } from '../src/peft/merge-job.js';
+import type { WeightLayout } from '../src/peft/merge-math.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
 
 interface Target {
@@ -164,21 +165,19 @@ export function mergeAdapters(adapters: readonly Adapter[]): Pass {
         }
         // The merged weight is computed when it is written (or read by a later pass), one tensor at
         // a time, so merging every layer of a large model never holds all merged weights at once.
-        const layout = target.layout;
-        const compute = (): Uint8Array => {
-          const deltas: Delta[] = entries.map(({ adapter, module }) => ({
-            a: toFloat32(module.a),
-            b: toFloat32(module.b),
-            rank: module.rank,
-            factor: adapter.weight * module.scale,
-          }));
-          const w = toFloat32(w0);
-          addDeltas(w, layout, inF, outF, deltas);
-          if (withDora.length) applyDoraMagnitude(w, layout, inF, outF, toFloat32(withDora[0]!.module.magnitude!));
-          return fromFloat32(w0.name, w0.dtype, w0.dims, w).bytes();
+        // The writer may run the same job on a worker thread ahead of writing (same bytes).
+        const inputs: MergeInputs = {
+          base: w0,
+          layout: target.layout,
+          inF,
+          outF,
+          deltas: entries.map(({ adapter, module }) => ({ a: module.a, b: module.b, rank: module.rank, factor: adapter.weight * module.scale })),
+          ...(withDora.length ? { magnitude: withDora[0]!.module.magnitude! } : {}),
         };
+        const compute = (): Uint8Array => runMergeJob(mergeJob(inputs));
+        const job = (): DeferredJob => mergeDeferredJob(inputs);
         if (withDora.length) dora++;
-        const tensor = Tensor.deferred(w0.name, w0.dtype, w0.dims, compute, w0.prefersExternal);
+        const tensor = Tensor.deferred(w0.name, w0.dtype, w0.dims, compute, w0.prefersExternal, job);
         const sharedOutside = target.nodes.length > 0 && target.value.uses.some((u) => !target.nodes.includes(u.node));
         if (sharedOutside) {
           const copy = g.addInitializer(tensor, g.uniqueName(`${target.value.name}.merged`));

@@ -34,7 +34,20 @@ export type TensorSource =
    * holds one such tensor at a time instead of all of them. `compute` runs on every read; the
    * result is not kept. `external` says the data should go to external data, like its source.
    */
-  | { readonly kind: 'deferred'; readonly compute: () => Uint8Array; readonly external: boolean };
+  | { readonly kind: 'deferred'; readonly compute: () => Uint8Array; readonly external: boolean; readonly job?: () => DeferredJob };
+
+/**
+ * A deferred tensor's computation as plain data, so that a worker thread can run it ahead of the
+ * writer (src/workers/precompute.ts): the worker imports `module` (a file URL) and calls its
+ * export `fn` with `input`, which must return exactly the bytes `compute` returns. `transfer`
+ * lists buffers of `input` that the job owns, moved to the worker instead of copied.
+ */
+export interface DeferredJob {
+  readonly module: string;
+  readonly fn: string;
+  readonly input: unknown;
+  readonly transfer: readonly ArrayBuffer[];
+}
 
 /** Chunk size for streaming external data (copying to an output, hashing). */
 export const STREAM_CHUNK_BYTES = 16 << 20;
@@ -76,8 +89,9 @@ export class Tensor {
     return this.source.kind === 'external' || (this.source.kind === 'deferred' && this.source.external);
   }
 
-  static deferred(name: string, dtype: DataType, dims: readonly number[], compute: () => Uint8Array, external = false): Tensor {
-    return new Tensor(name, dtype, dims, { kind: 'deferred', compute, external });
+  /** `job`, when given, describes the same computation for a worker thread (see DeferredJob). */
+  static deferred(name: string, dtype: DataType, dims: readonly number[], compute: () => Uint8Array, external = false, job?: () => DeferredJob): Tensor {
+    return new Tensor(name, dtype, dims, job ? { kind: 'deferred', compute, external, job } : { kind: 'deferred', compute, external });
   }
 
   /** Bytes the data occupies in raw_data form (0 for strings). */
