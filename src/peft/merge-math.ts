@@ -21,6 +21,7 @@ import {
   float32ToFloat16Bits,
 } from '../ir/dtype.js';
 import { Tensor } from '../ir/tensor.js';
+import { simdKernels, type SimdKernels } from './merge-simd.js';
 
 export type WeightLayout = 'out_in' | 'in_out';
 
@@ -109,6 +110,8 @@ function addCombinedRows(
   rankStride: number,
   factor: number,
 ): void {
+  const simd = simdKernels();
+  if (simd) return addCombinedRowsSimd(simd, w, rows, len, basis, r, coef, rowStride, rankStride, factor);
   const acc = new Float64Array(len);
   const offsets = new Int32Array(r); // basis row offsets of the nonzero coefficients, in rank order
   const cs = new Float64Array(r);
@@ -135,6 +138,73 @@ function addCombinedRows(
     for (let j = 0; j < len; j++) w[row + j] = w[row + j]! + factor * acc[j]!;
   }
 }
+
+/** Rows of `w` are merged in groups of about this many bytes, copied through the kernels' memory (cache-sized). */
+const SIMD_CHUNK_BYTES = 256 << 10;
+
+/**
+ * addCombinedRows with the WebAssembly kernels (same operations, same order, same bits). Their
+ * memory holds the basis, the accumulator and a group of rows of `w` at a time, copied in and
+ * out, so it stays small whatever the weight's size.
+ */
+function addCombinedRowsSimd(
+  k: SimdKernels,
+  w: Float32Array,
+  rows: number,
+  len: number,
+  basis: Float32Array,
+  r: number,
+  coef: Float32Array,
+  rowStride: number,
+  rankStride: number,
+  factor: number,
+): void {
+  const pairs = len >> 1;
+  const odd = len & 1; // the last element of odd-length rows is done here, in the same order
+  const basisAt = 0;
+  const accAt = align16(basisAt + basis.byteLength);
+  const chunkRows = Math.max(1, Math.floor(SIMD_CHUNK_BYTES / (len * 4)));
+  const wAt = align16(accAt + len * 8);
+  k.reserve(wAt + chunkRows * len * 4);
+  const f32 = new Float32Array(k.memory.buffer);
+  const acc = new Float64Array(k.memory.buffer, accAt, len);
+  f32.set(basis, basisAt / 4);
+  const at = new Int32Array(r); // byte addresses of the basis rows with a nonzero coefficient, in rank order
+  const cs = new Float64Array(r);
+  for (let x0 = 0; x0 < rows; x0 += chunkRows) {
+    const x1 = Math.min(rows, x0 + chunkRows);
+    f32.set(w.subarray(x0 * len, x1 * len), wAt / 4);
+    for (let x = x0; x < x1; x++) {
+      let n = 0;
+      for (let q = 0; q < r; q++) {
+        const c = coef[x * rowStride + q * rankStride]!;
+        if (c !== 0) {
+          at[n] = basisAt + q * len * 4;
+          cs[n++] = c;
+        }
+      }
+      acc.fill(0); // 0 + c0*x0 + ...: the sum starts from +0 as in the scalar loops
+      const last = len - 1;
+      let m = 0;
+      for (; m + 4 <= n; m += 4) {
+        const a0 = at[m]!, a1 = at[m + 1]!, a2 = at[m + 2]!, a3 = at[m + 3]!;
+        const c0 = cs[m]!, c1 = cs[m + 1]!, c2 = cs[m + 2]!, c3 = cs[m + 3]!;
+        k.acc4(accAt, a0, a1, a2, a3, c0, c1, c2, c3, pairs);
+        if (odd) acc[last] = acc[last]! + c0 * f32[a0 / 4 + last]! + c1 * f32[a1 / 4 + last]! + c2 * f32[a2 / 4 + last]! + c3 * f32[a3 / 4 + last]!;
+      }
+      for (; m < n; m++) {
+        k.acc1(accAt, at[m]!, cs[m]!, pairs);
+        if (odd) acc[last] = acc[last]! + cs[m]! * f32[at[m]! / 4 + last]!;
+      }
+      const rowAt = wAt + (x - x0) * len * 4;
+      k.finish(rowAt, accAt, factor, pairs);
+      if (odd) f32[rowAt / 4 + last] = f32[rowAt / 4 + last]! + factor * acc[last]!;
+    }
+    w.set(f32.subarray(wAt / 4, wAt / 4 + (x1 - x0) * len), x0 * len);
+  }
+}
+
+const align16 = (n: number) => Math.ceil(n / 16) * 16;
 
 /**
  * acc[j] = (first ? 0 : acc[j]) + c0*x0[j] + c1*x1[j] + c2*x2[j] + c3*x3[j], left to right, for
