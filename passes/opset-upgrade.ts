@@ -8,13 +8,14 @@
  * a node computes or how it is written, and a node is only safe to carry over when every such
  * version is known to be either a type extension / new attribute whose default keeps the old
  * behaviour, or is rewritten here. Every version bump of every default-domain operator in opsets
- * 14..21 is classified below from ONNX's docs/Changelog.md; anything not classified, an operator
+ * 12..21 is classified below from ONNX's docs/Changelog.md; anything not classified, an operator
  * that did not exist at the source opset, or an unknown operator is refused by name. Nothing is
  * changed unless every node can be carried over (the plan is made first, then applied).
  *
- * Sources older than opset 13 are refused: opset 13 changed Softmax/LogSoftmax/Hardmax axis
- * semantics and moved Split/Squeeze/Unsqueeze/ReduceSum attributes to inputs, and opset 12/11/10
- * more; those are not rewritten here. Other domains (com.microsoft, ai.onnx.ml...) are untouched.
+ * Sources older than opset 11 are refused (opset 11 moved Pad/Clip attributes to inputs and
+ * changed Resize, Slice... at 10/11; not rewritten here). From 11, the opset-13 changes are
+ * rewritten: Softmax/LogSoftmax/Hardmax axis semantics, Split/Squeeze/Unsqueeze/ReduceSum
+ * attributes to inputs. Other domains (com.microsoft, ai.onnx.ml...) are untouched.
  */
 import { PeftcError } from '../src/errors.js';
 import { bytesText, textBytes, type Attribute } from '../src/ir/attribute.js';
@@ -26,12 +27,12 @@ import { shapeOf, tensorType } from '../src/ir/types.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
 
 /** The oldest default-domain opset this pass upgrades from (see the header for why). */
-export const MIN_SOURCE_OPSET = 13;
+export const MIN_SOURCE_OPSET = 11;
 /** The newest opset it upgrades to: every version bump up to here is classified below. */
 export const MAX_TARGET_OPSET = 21;
 
 /** IR version each opset needs (ONNX's release table: 1.9 = opset 14 / IR 7 ... 1.16 = opset 21 / IR 10). */
-const IR_FOR_OPSET: Record<number, number> = { 13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10 };
+const IR_FOR_OPSET: Record<number, number> = { 11: 6, 12: 7, 13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10 };
 
 /**
  * Since-versions of every default-domain operator, up to opset 21 (from ONNX's docs/Changelog.md).
@@ -92,7 +93,7 @@ type Apply = () => void;
 type Rewriter = (node: Node, site: Site) => Apply | null | string;
 
 /**
- * How each version bump in 14..21 carries a node over:
+ * How each version bump in 12..21 carries a node over:
  *  - 'compatible': only new types, or new attributes/optional inputs whose defaults give the old
  *    behaviour (the Changelog diff of the two versions says so);
  *  - a Rewriter: the node is rewritten to the new form (or refused when it cannot be);
@@ -100,6 +101,39 @@ type Rewriter = (node: Node, site: Site) => Apply | null | string;
  *    did not exist at the source opset.
  */
 const RULES: Record<string, 'compatible' | Rewriter> = {
+  // 12: select_last_index (default 0 = first index, as before).
+  'ArgMax-12': 'compatible', 'ArgMin-12': 'compatible',
+  // 12: types (Clip/Max/Min/MaxPool/ReduceMax/ReduceMin integers, Pow exponent types); Constant value_* attributes.
+  'Clip-12': 'compatible', 'Max-12': 'compatible', 'Min-12': 'compatible', 'MaxPool-12': 'compatible', 'Pow-12': 'compatible',
+  'ReduceMax-12': 'compatible', 'ReduceMin-12': 'compatible', 'Constant-12': 'compatible',
+  // 12: batch_dims (default 0 = the old gather).
+  'GatherND-12': 'compatible',
+  // 12: ratio attribute -> optional input; training_mode input (default false = inference, as an
+  // opset-10 graph runs).
+  'Dropout-12': dropoutRatioToInput,
+  // 13: bfloat16 and other types, differentiability notes and clarified wording only (the
+  // Changelog diff of each pair shows no change of meaning).
+  ...Object.fromEntries(
+    ['Abs', 'Add', 'ArgMax', 'ArgMin', 'Cast', 'Ceil', 'Clip', 'Concat', 'Constant', 'DepthToSpace', 'Div', 'Dropout', 'Equal', 'Exp', 'Expand',
+      'Flatten', 'Floor', 'Gather', 'GatherElements', 'GatherND', 'Gemm', 'Greater', 'Identity', 'If', 'IsNaN', 'LRN', 'Less', 'Log', 'Loop',
+      'MatMul', 'Max', 'Mean', 'MeanVarianceNormalization', 'Min', 'Mod', 'Mul', 'Neg', 'NegativeLogLikelihoodLoss', 'NonZero', 'Pad', 'Pow',
+      'Reciprocal', 'ReduceL1', 'ReduceL2', 'ReduceLogSum', 'ReduceLogSumExp', 'ReduceMax', 'ReduceMean', 'ReduceMin', 'ReduceProd',
+      'ReduceSumSquare', 'Relu', 'Reshape', 'ScatterElements', 'ScatterND', 'Shape', 'Sigmoid', 'Sign', 'Size', 'Slice', 'SoftmaxCrossEntropyLoss',
+      'SpaceToDepth', 'Sqrt', 'Sub', 'Sum', 'Tanh', 'Tile', 'Transpose'].map((op) => [`${op}-13`, 'compatible']),
+  ),
+  // 13: per-axis scales (a 1-D scale; opset 10 takes scalars only, for which axis is ignored).
+  'QuantizeLinear-13': 'compatible', 'DequantizeLinear-13': 'compatible',
+  // 13: Erf is restricted to float types.
+  'Erf-13': erfFloatOnly,
+  // 13: the input is no longer coerced to 2-D at `axis` (default 1); it works on one axis (default -1).
+  'Softmax-13': softmaxSingleAxis, 'LogSoftmax-13': softmaxSingleAxis, 'Hardmax-13': softmaxSingleAxis,
+  // 13: attributes -> inputs.
+  'ReduceSum-13': reduceAxesToInput,
+  'Split-13': splitSizesToInput,
+  'Squeeze-13': axesToInput,
+  'Unsqueeze-13': axesToInput,
+  // 13: coordinate_transformation_mode 'tf_half_pixel_for_nn' removed.
+  'Resize-13': resizeNoTfHalfPixelForNn,
   // 14: uint8/int8/int16 types.
   'Add-14': 'compatible', 'Sub-14': 'compatible', 'Mul-14': 'compatible', 'Div-14': 'compatible',
   // 14: BatchNormalization's optional outputs changed from (mean, var, saved_mean, saved_var) of
@@ -203,7 +237,7 @@ function reduceAxesToInput(node: Node, site: Site): Apply | null | string {
   const a = literal(node, site, 'axes');
   if (typeof a === 'string') return a;
   if (node.inputs.length > 1) return `${label(node, site)}: has ${node.inputs.length} inputs; before opset 18 it takes one`;
-  if (node.attribute('noop_with_empty_axes')) return `${label(node, site)}: carries noop_with_empty_axes, which its source opset does not define`;
+  if (node.attribute('noop_with_empty_axes') && node.opType !== 'ReduceSum') return `${label(node, site)}: carries noop_with_empty_axes, which its source opset does not define`;
   if (!a) return null; // reduce over all axes, in both forms
   if (a.type !== 'ints') return `${label(node, site)}: attribute 'axes' is ${a.type}, expected ints`;
   const axes = a.value;
@@ -214,9 +248,109 @@ function reduceAxesToInput(node: Node, site: Site): Apply | null | string {
   };
 }
 
+function splitSizesToInput(node: Node, site: Site): Apply | null | string {
+  const a = literal(node, site, 'split');
+  if (typeof a === 'string') return a;
+  if (!a) return null; // equal parts, in both forms
+  if (a.type !== 'ints') return `${label(node, site)}: attribute 'split' is ${a.type}, expected ints`;
+  if (node.inputs.length > 1) return `${label(node, site)}: has both a split attribute and a second input`;
+  const sizes = a.value;
+  return () => {
+    removeAttribute(node, 'split');
+    node.setInput(1, int64Constant(site, node, `${node.name || node.opType}_split`, sizes, [sizes.length]));
+  };
+}
+
+/** Squeeze/Unsqueeze-13: axes attribute -> second input (Squeeze without axes removes every 1, in both forms). */
+function axesToInput(node: Node, site: Site): Apply | null | string {
+  const a = literal(node, site, 'axes');
+  if (typeof a === 'string') return a;
+  if (node.inputs.length > 1) return `${label(node, site)}: has ${node.inputs.length} inputs; before opset 13 it takes one`;
+  if (!a) return node.opType === 'Squeeze' ? null : `${label(node, site)}: Unsqueeze-11 needs an axes attribute`;
+  if (a.type !== 'ints') return `${label(node, site)}: attribute 'axes' is ${a.type}, expected ints`;
+  const axes = a.value;
+  if (axes.length === 0 && node.opType === 'Unsqueeze') return `${label(node, site)}: Unsqueeze with empty axes`;
+  return () => {
+    removeAttribute(node, 'axes');
+    if (axes.length) node.setInput(1, int64Constant(site, node, `${node.name || node.opType}_axes`, axes, [axes.length]));
+  };
+}
+
+function dropoutRatioToInput(node: Node, site: Site): Apply | null | string {
+  const a = literal(node, site, 'ratio');
+  if (typeof a === 'string') return a;
+  if (node.inputs.length > 1) return `${label(node, site)}: has ${node.inputs.length} inputs; before opset 12 it takes one`;
+  if (!a) return null; // default 0.5 in both forms
+  if (a.type !== 'float') return `${label(node, site)}: attribute 'ratio' is ${a.type}, expected float`;
+  const ratio = a.value;
+  return () => {
+    removeAttribute(node, 'ratio');
+    const name = site.root.uniqueName(`${node.name || node.opType}_ratio`);
+    const t = Tensor.fromTypedArray(name, DataType.FLOAT, [], Float32Array.of(ratio));
+    let v: Value;
+    if (site.fn) {
+      v = site.graph.addNode('Constant', [], [name], { name: site.root.uniqueName(`${name}_const`), attributes: [{ name: 'value', type: 'tensor', value: t }], before: node }).outputs[0]!;
+    } else v = site.graph.addInitializer(t);
+    v.type = tensorType(DataType.FLOAT, []);
+    node.setInput(1, v);
+  };
+}
+
+function erfFloatOnly(node: Node, site: Site): Apply | null | string {
+  const t = node.inputs[0]?.type;
+  if (t?.kind === 'tensor' && !dtypeInfo(t.elemType).isFloat) return `${label(node, site)}: Erf-13 takes float types only; its input is not float`;
+  return null;
+}
+
+function resizeNoTfHalfPixelForNn(node: Node, site: Site): Apply | null | string {
+  const a = literal(node, site, 'coordinate_transformation_mode');
+  if (typeof a === 'string') return a;
+  if (a?.type === 'string' && bytesText(a.value) === 'tf_half_pixel_for_nn') return `${label(node, site)}: coordinate_transformation_mode 'tf_half_pixel_for_nn' was removed at opset 13; not rewritten`;
+  return null;
+}
+
+/**
+ * Softmax/LogSoftmax/Hardmax before 13 flatten the input to 2-D at `axis` (default 1) and
+ * normalize each row; from 13 they work along one axis (default -1). Where the input's rank is
+ * known and the axis is the last one, the two agree and only the axis is written out; otherwise
+ * the old form is spelled out: Flatten(x, axis) -> op(axis=1) -> Reshape to Shape(x).
+ */
+function softmaxSingleAxis(node: Node, site: Site): Apply | null | string {
+  const a = literal(node, site, 'axis');
+  if (typeof a === 'string') return a;
+  if (a && a.type !== 'int') return `${label(node, site)}: attribute 'axis' is ${a.type}, expected int`;
+  const axis = a ? Number(a.value) : 1;
+  const x = node.inputs[0];
+  const out = node.outputs[0];
+  if (!x || !out) return `${label(node, site)}: has no input or output`;
+  const rank = shapeOf(x.type)?.length;
+  if (rank !== undefined && (axis < 0 ? axis + rank : axis) === rank - 1) {
+    return () => node.setAttribute('axis', { type: 'int', value: BigInt(rank - 1) });
+  }
+  return () => {
+    const g = site.graph;
+    const base = node.name || node.opType;
+    const flat = g.addNode('Flatten', [x], [site.root.uniqueName(`${base}_2d`)], {
+      name: site.root.uniqueName(`${base}_flatten`),
+      attributes: [{ name: 'axis', type: 'int', value: BigInt(axis) }],
+      before: node,
+    }).outputs[0]!;
+    const shape = g.addNode('Shape', [x], [site.root.uniqueName(`${base}_shape`)], { name: site.root.uniqueName(`${base}_shape`), before: node }).outputs[0]!;
+    node.setInput(0, flat);
+    node.setAttribute('axis', { type: 'int', value: 1n });
+    const y2d = g.createValue(site.root.uniqueName(`${base}_y2d`));
+    node.setOutput(0, y2d);
+    const next = g.nodes[g.nodes.indexOf(node) + 1];
+    const reshape = g.addNode('Reshape', [y2d, shape], [], { name: site.root.uniqueName(`${base}_reshape`), ...(next ? { before: next } : {}) });
+    reshape.setOutput(0, out);
+  };
+}
+
 function splitNumOutputs(node: Node, site: Site): Apply | null | string {
   if (node.attribute('num_outputs')) return `${label(node, site)}: carries num_outputs, which its source opset does not define`;
-  if (node.inputs[1]) return null; // explicit sizes: same input in both forms
+  // Explicit sizes (an input, or from 11 a split attribute that the Split-13 step turns into one):
+  // the same sizes input in both forms.
+  if (node.inputs[1] || node.attribute('split')) return null;
   const n = node.outputs.length;
   return () => node.setAttribute('num_outputs', { type: 'int', value: BigInt(n) });
 }
@@ -361,7 +495,7 @@ function upgrade(model: Model, target: number, ctx: PassContext, options: OpsetU
     const where = scope.fn ? `function '${scope.fn.name}'` : 'the model';
     if (from < MIN_SOURCE_OPSET) {
       throw new PeftcError(
-        `opset upgrade: ${where} imports default-domain opset ${from}; peftc upgrades from opset ${MIN_SOURCE_OPSET} or newer (older opsets changed Softmax axis semantics and moved Split/Squeeze/Unsqueeze/ReduceSum attributes to inputs, which are not rewritten)`,
+        `opset upgrade: ${where} imports default-domain opset ${from}; peftc upgrades from opset ${MIN_SOURCE_OPSET} or newer (opsets 10 and 11 moved Pad/Clip/Slice attributes to inputs and changed Resize, TopK, Upsample..., which are not rewritten)`,
       );
     }
     raised.push({ entry, imports: scope.imports });

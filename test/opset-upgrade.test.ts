@@ -9,7 +9,7 @@
  *     what the original gives on onnxruntime instead. Counts and refusal reasons are printed;
  *     any wrong output fails;
  *  2. the zoo models (opset 17/18) and models/lm upgrade and give the same outputs within 1e-5;
- *  3. fast-check: random Reduce* graphs at opsets 13..17 upgraded to 18..21 compute the same;
+ *  3. fast-check: random Reduce* graphs at opsets 11..17 upgraded to 18..21 compute the same;
  *  4. unit cases for each rewrite and refusal (DFT axis, GridSample modes, GroupNormalization
  *     per-channel expansion, subgraphs and functions, other domains untouched);
  *  5. `peftc compile models/lm/model.onnx --quant int4 --quant-format qdq` raises the opset
@@ -269,7 +269,7 @@ function lmFeeds(model: Model): Record<string, Tensor> {
 const REDUCE_OPS = ['ReduceL1', 'ReduceL2', 'ReduceLogSum', 'ReduceLogSumExp', 'ReduceMax', 'ReduceMean', 'ReduceMin', 'ReduceProd', 'ReduceSumSquare', 'ReduceSum'] as const;
 
 describe('opset upgrade property: Reduce* graphs (onnxruntime)', () => {
-  it('random Reduce* chains at opsets 13..17 compute the same after upgrading to 18..21', async () => {
+  it('random Reduce* chains at opsets 11..17 compute the same after upgrading to 18..21', async () => {
     const step = fc.record({
       op: fc.constantFrom(...REDUCE_OPS),
       axes: fc.option(fc.array(fc.integer({ min: -3, max: 2 }), { maxLength: 3 }), { nil: undefined }),
@@ -279,7 +279,7 @@ describe('opset upgrade property: Reduce* graphs (onnxruntime)', () => {
       fc.asyncProperty(
         fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 3 }),
         fc.array(step, { minLength: 1, maxLength: 3 }),
-        fc.integer({ min: 13, max: 17 }),
+        fc.integer({ min: 11, max: 17 }),
         fc.integer({ min: 18, max: 21 }),
         fc.nat(),
         async (dims, steps, from, to, seed) => {
@@ -295,8 +295,8 @@ describe('opset upgrade property: Reduce* graphs (onnxruntime)', () => {
             if (s.keepdims !== undefined) attrs.keepdims = s.keepdims;
             let axes = s.axes?.filter((a) => a >= -rank && a < rank);
             if (axes) axes = [...new Set(axes.map((a) => (a + rank) % rank))].map((a, i) => (i % 2 ? a - rank : a)); // mix negative forms
-            if (s.op === 'ReduceSum') {
-              // ReduceSum takes axes as an input from 13 on (unchanged by the upgrade).
+            if (s.op === 'ReduceSum' && from >= 13) {
+              // ReduceSum takes axes as an input from 13 on (unchanged by the upgrade); before, as an attribute (rewritten).
               const inputs = axes?.length ? [cur, b.initializer(undefined, DataType.INT64, [axes.length], BigInt64Array.from(axes.map(BigInt)))] : [cur];
               cur = b.op('ReduceSum', inputs, attrs);
             } else {
@@ -346,12 +346,76 @@ function mulberry(seed: number): () => number {
 describe('opset upgrade: rewrites and refusals', () => {
   const floats = (n: number, f = (i: number) => i * 0.37 - 1) => Float32Array.from({ length: n }, (_, i) => f(i));
 
-  it('refuses targets above 21 and sources below 13, naming the limits', () => {
+  it('refuses targets above 21 and sources below 11, naming the limits', () => {
     expect(() => opsetUpgrade(22)).toThrow(/up to 21/);
     expect(MAX_TARGET_OPSET).toBe(21);
-    const b = new ModelBuilder({ opset: 11 });
+    expect(MIN_SOURCE_OPSET).toBe(11);
+    const b = new ModelBuilder({ opset: 10 });
     b.output(b.op('Relu', [b.input('x', DataType.FLOAT, [2])]));
-    expect(() => upgraded(b.build())).toThrow(new RegExp(`opset 11.*opset ${MIN_SOURCE_OPSET} or newer`));
+    expect(() => upgraded(b.build())).toThrow(new RegExp(`opset 10.*opset ${MIN_SOURCE_OPSET} or newer`));
+  });
+
+  it('opset-13 changes from 11: Softmax family axis, Split/Squeeze/Unsqueeze/ReduceSum attributes, Dropout ratio; same results on onnxruntime', async () => {
+    const cases: Array<{ what: string; build: (b: ModelBuilder, x: ReturnType<ModelBuilder['input']>) => void; check?: (m: Model) => void }> = [];
+    for (const op of ['Softmax', 'LogSoftmax', 'Hardmax']) {
+      for (const axis of [undefined, 0, 1, 2, -1, -2]) {
+        cases.push({
+          what: `${op} axis ${axis}`,
+          build: (b, x) => b.output(b.op(op, [x], axis === undefined ? {} : { axis }, { name: 'sm' })),
+          check: (m) => {
+            const sm = m.graph.nodes.find((n) => n.name === 'sm')!;
+            // The last axis (2 or -1) keeps a single node; others are spelled out through Flatten.
+            expect(m.graph.nodes.length).toBe(axis === 2 || axis === -1 ? 1 : 4);
+            expect(sm.attrInt('axis')).toBe(axis === 2 || axis === -1 ? 2 : 1);
+          },
+        });
+      }
+    }
+    cases.push({
+      what: 'Split with sizes, Squeeze, Unsqueeze, ReduceSum, Dropout',
+      build: (b, x) => {
+        const [p, q] = b.opMulti('Split', [x], { axis: 1, split: [1, 2] }, { name: 'split', outputs: 2 });
+        const sq = b.op('Squeeze', [p!], { axes: [1] }, { name: 'sq' });
+        b.output(b.op('Unsqueeze', [sq], { axes: [0, -1] }, { name: 'unsq' }));
+        b.output(b.op('ReduceSum', [q!], { axes: [1, -1], keepdims: 0 }, { name: 'rs' }));
+        b.output(b.op('ReduceSum', [x], {}, { name: 'rs_all' }));
+        b.output(b.op('Dropout', [x], { ratio: { float: 0.3 } }, { name: 'drop' }));
+      },
+      check: (m) => {
+        for (const n of m.graph.nodes) expect(n.attributes.map((a) => a.name), n.name).not.toContain(n.opType === 'Split' ? 'split' : 'axes');
+        expect(m.graph.nodes.find((n) => n.name === 'split')!.attribute('num_outputs')).toBeUndefined();
+        expect(m.graph.nodes.find((n) => n.name === 'drop')!.inputs.length).toBe(2);
+      },
+    });
+    for (const c of cases) {
+      const b = new ModelBuilder({ opset: 11, irVersion: 6 });
+      const x = b.input('x', DataType.FLOAT, [2, 3, 4]);
+      c.build(b, x);
+      const m = b.build();
+      const feeds = { x: Tensor.fromTypedArray('x', DataType.FLOAT, [2, 3, 4], floats(24, (i) => Math.sin(i * 0.9) * 3)) };
+      const before = await runModel(encodeModel(m), feeds);
+      upgraded(m);
+      c.check?.(m);
+      const after = await runModel(encodeModel(m), feeds);
+      for (const [k, v] of Object.entries(before)) {
+        const cmp = compareTensors(v, after[k]!, { rtol: 1e-6, atol: 1e-6 });
+        expect(cmp.ok, `${c.what} '${k}': ${cmp.reason}`).toBe(true);
+      }
+    }
+  });
+
+  it('Softmax-11 with an input of unknown rank is spelled out through Flatten; Erf-9 on integers is refused', async () => {
+    const b = new ModelBuilder({ opset: 11 });
+    const x = b.input('x', DataType.FLOAT, [2, 3, 4]);
+    const y = b.op('Identity', [x]);
+    y.type = undefined;
+    b.output(b.op('Softmax', [y], { axis: -1 }, { name: 'sm' }));
+    const m = b.build();
+    upgraded(m);
+    expect(m.graph.nodes.map((n) => n.opType)).toEqual(['Identity', 'Flatten', 'Shape', 'Softmax', 'Reshape']);
+    const b2 = new ModelBuilder({ opset: 11 });
+    b2.output(b2.op('Erf', [b2.input('i', DataType.INT32, [2])], {}, { name: 'erf' }));
+    expect(() => upgraded(b2.build())).toThrow(/node 'erf' \(Erf\).*float types only/);
   });
 
   it('refuses lowering and leaves a model at the target alone', () => {
