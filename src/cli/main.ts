@@ -73,7 +73,7 @@ async function main(): Promise<void> {
           .option('symmetric', { type: 'boolean', describe: 'weight-only: no zero points' })
           .option('asymmetric', { type: 'boolean', describe: 'weight-only: zero points per block (the default)' })
           .option('quant-format', { choices: QUANT_FORMATS, describe: 'weight-only: matmulnbits (onnxruntime contrib ops; default for cpu/cuda) or qdq (standard DequantizeLinear, opset 21; older models are raised to 21)' })
-          .option('opset', { type: 'number', describe: 'raise the default-domain opset to N (13..21), rewriting operators whose form changed' })
+          .option('opset', { type: 'number', describe: 'raise the default-domain opset to N (up to 21, from 11 or newer), rewriting operators whose form changed' })
           .option('exclude', { type: 'string', array: true, describe: 'weight-only: node or weight name (substring, or * ? glob) to keep in full precision (repeatable)' })
           .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'output .onnx file, or a folder' })
           .option('lora', { type: 'string', array: true, describe: 'PEFT adapter folder to merge, optionally with a weight: DIR[:WEIGHT] (repeatable)' })
