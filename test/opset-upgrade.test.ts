@@ -184,9 +184,10 @@ describe('opset upgrade on ONNX conformance data (onnxruntime-node)', () => {
       ].join('\n'),
     );
     expect(failures).toEqual([]);
-    // Floors: a broken install or a pass that refuses everything fails here (observed with ONNX
-    // 1.12's data and onnxruntime-node 1.30: see the printed counts).
-    expect(passed + passedViaOriginal).toBeGreaterThanOrEqual(500);
+    // Floor, about 90% of what ONNX 1.12's data in Debian gives with onnxruntime-node 1.30
+    // (observed: 774 upgraded and passed, 189 refused, all but one for a source below opset 11):
+    // a broken install or a pass that starts refusing more fails here.
+    expect(passed + passedViaOriginal).toBeGreaterThanOrEqual(700);
   }, 600_000);
 });
 
