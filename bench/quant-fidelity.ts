@@ -11,7 +11,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { compileModel, type CompileOptions, type WeightQuantSettings } from '../src/compile.js';
+import { compileModelAsync, type CompileOptions, type WeightQuantSettings } from '../src/compile.js';
 import { PeftcError } from '../src/errors.js';
 import { DataType } from '../src/ir/dtype.js';
 import { Tensor } from '../src/ir/tensor.js';
@@ -25,7 +25,9 @@ interface Variant {
   /** A model file made elsewhere (onnxruntime's quantizer), or peftc compile settings. */
   file?: string;
   quant?: CompileOptions['quant'];
-  settings?: WeightQuantSettings & Record<string, unknown>;
+  settings?: WeightQuantSettings;
+  /** Calibration data (--calib). */
+  calib?: string;
   /** Also measure onnxruntime latency of this model. */
   latency?: boolean;
 }
@@ -113,11 +115,12 @@ export async function benchQuantFidelity(opts: { dir: string; keep: boolean; rep
     { label: 'peftc int4 RTN sym b32', quant: 'int4', settings: { ...b32, method: 'rtn', symmetric: true } },
     { label: 'peftc int4 MSE asym b32', quant: 'int4', settings: { ...b32, method: 'mse' }, latency: true },
     { label: 'peftc int4 MSE sym b32', quant: 'int4', settings: { ...b32, method: 'mse', symmetric: true } },
-    { label: 'peftc int4 GPTQ asym b32', quant: 'int4', settings: { ...b32, method: 'gptq', calib } },
-    { label: 'peftc int4 GPTQ sym b32', quant: 'int4', settings: { ...b32, method: 'gptq', calib, symmetric: true } },
+    { label: 'peftc int4 GPTQ asym b32', quant: 'int4', settings: { ...b32, method: 'gptq' }, calib },
+    { label: 'peftc int4 GPTQ sym b32', quant: 'int4', settings: { ...b32, method: 'gptq', symmetric: true }, calib },
     { label: 'peftc int4 MSE asym b32 (QDQ, standard ops)', quant: 'int4', settings: { ...b32, method: 'mse', format: 'qdq' }, latency: true },
     { label: 'peftc nf4 b32 (MatMulBnb4)', quant: 'nf4', settings: { ...b32, method: 'mse' }, latency: true },
     { label: 'peftc nf4 b32 (standard ops)', quant: 'nf4', settings: { ...b32, method: 'mse', format: 'qdq' } },
+    { label: 'peftc nf4 b32 GPTQ (MatMulBnb4)', quant: 'nf4', settings: { ...b32, method: 'gptq' }, calib },
   ];
   const latencySeqs = [1, 64];
   const rows: Row[] = [];
@@ -129,7 +132,7 @@ export async function benchQuantFidelity(opts: { dir: string; keep: boolean; rep
       file = join(dir, `${rows.length}.onnx`);
       const t = performance.now();
       try {
-        compileModel(join(LM_DIR, 'model.onnx'), { target: 'cpu', quant: v.quant!, output: file, weightQuant: v.settings as WeightQuantSettings });
+        await compileModelAsync(join(LM_DIR, 'model.onnx'), { target: 'cpu', quant: v.quant!, output: file, ...(v.settings ? { weightQuant: v.settings } : {}), ...(v.calib ? { calib: v.calib } : {}) });
       } catch (err) {
         // Reported in the table, loudly: a method this build refuses is a finding, not a skip.
         const msg = err instanceof Error ? err.message : String(err);
