@@ -159,8 +159,8 @@ function addCombinedRowsSimd(
   rankStride: number,
   factor: number,
 ): void {
-  const pairs = len >> 1;
-  const odd = len & 1; // the last element of odd-length rows is done here, in the same order
+  const quads = len >> 2;
+  const tail = quads * 4; // elements from here to the row's end are done here, in the same order
   const basisAt = 0;
   const accAt = align16(basisAt + basis.byteLength);
   const chunkRows = Math.max(1, Math.floor(SIMD_CHUNK_BYTES / (len * 4)));
@@ -184,21 +184,21 @@ function addCombinedRowsSimd(
         }
       }
       acc.fill(0); // 0 + c0*x0 + ...: the sum starts from +0 as in the scalar loops
-      const last = len - 1;
       let m = 0;
-      for (; m + 4 <= n; m += 4) {
-        const a0 = at[m]!, a1 = at[m + 1]!, a2 = at[m + 2]!, a3 = at[m + 3]!;
-        const c0 = cs[m]!, c1 = cs[m + 1]!, c2 = cs[m + 2]!, c3 = cs[m + 3]!;
-        k.acc4(accAt, a0, a1, a2, a3, c0, c1, c2, c3, pairs);
-        if (odd) acc[last] = acc[last]! + c0 * f32[a0 / 4 + last]! + c1 * f32[a1 / 4 + last]! + c2 * f32[a2 / 4 + last]! + c3 * f32[a3 / 4 + last]!;
+      for (; m + 8 <= n; m += 8) {
+        k.acc8(accAt, at[m]!, at[m + 1]!, at[m + 2]!, at[m + 3]!, at[m + 4]!, at[m + 5]!, at[m + 6]!, at[m + 7]!, cs[m]!, cs[m + 1]!, cs[m + 2]!, cs[m + 3]!, cs[m + 4]!, cs[m + 5]!, cs[m + 6]!, cs[m + 7]!, quads);
       }
-      for (; m < n; m++) {
-        k.acc1(accAt, at[m]!, cs[m]!, pairs);
-        if (odd) acc[last] = acc[last]! + cs[m]! * f32[at[m]! / 4 + last]!;
+      for (; m + 4 <= n; m += 4) k.acc4(accAt, at[m]!, at[m + 1]!, at[m + 2]!, at[m + 3]!, cs[m]!, cs[m + 1]!, cs[m + 2]!, cs[m + 3]!, quads);
+      for (; m < n; m++) k.acc1(accAt, at[m]!, cs[m]!, quads);
+      // The last len % 4 elements: every term in rank order, as the kernels add them.
+      for (let j = tail; j < len; j++) {
+        let s = acc[j]!;
+        for (let q = 0; q < n; q++) s += cs[q]! * f32[at[q]! / 4 + j]!;
+        acc[j] = s;
       }
       const rowAt = wAt + (x - x0) * len * 4;
-      k.finish(rowAt, accAt, factor, pairs);
-      if (odd) f32[rowAt / 4 + last] = f32[rowAt / 4 + last]! + factor * acc[last]!;
+      k.finish(rowAt, accAt, factor, quads);
+      for (let j = tail; j < len; j++) f32[rowAt / 4 + j] = f32[rowAt / 4 + j]! + factor * acc[j]!;
     }
     w.set(f32.subarray(wAt / 4, wAt / 4 + (x1 - x0) * len), x0 * len);
   }

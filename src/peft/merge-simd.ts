@@ -11,10 +11,11 @@
  * The module is a few hundred bytes, assembled here from its opcodes (no build step, no tool).
  * Its memory is imported, so the caller sizes and grows it.
  *
- *   acc4(acc, x0, x1, x2, x3, c0, c1, c2, c3, pairs): for 2*pairs float64 acc[j] and float32 xk[j]:
+ *   acc4(acc, x0, x1, x2, x3, c0, c1, c2, c3, quads): for 4*quads float64 acc[j], float32 xk[j]:
  *       acc[j] = acc[j] + c0*x0[j] + c1*x1[j] + c2*x2[j] + c3*x3[j]   (left to right)
- *   acc1(acc, x0, c0, pairs):  acc[j] = acc[j] + c0*x0[j]
- *   finish(w, acc, f, pairs):  w[j] = float32(w[j] + f*acc[j])          (w float32)
+ *   acc8(acc, x0..x7, c0..c7, quads): the same with eight terms (one load and store of acc per eight)
+ *   acc1(acc, x0, c0, quads):  acc[j] = acc[j] + c0*x0[j]
+ *   finish(w, acc, f, quads):  w[j] = float32(w[j] + f*acc[j])          (w float32)
  * Addresses are byte offsets into the memory.
  */
 
@@ -50,6 +51,10 @@ const simd = (op: number, ...imm: number[]) => [0xfd, ...uleb(op), ...imm];
 const V128_LOAD = simd(0x00, 3, 0); // align hint 8, offset 0
 const V128_STORE = simd(0x0b, 3, 0);
 const V128_LOAD64_ZERO = simd(0x5d, 3, 0);
+const v128Load = (offset: number) => simd(0x00, 3, ...uleb(offset));
+const v128Store = (offset: number) => simd(0x0b, 3, ...uleb(offset));
+const v128Load64Zero = (offset: number) => simd(0x5d, 3, ...uleb(offset));
+const v128Store64Lane0 = (offset: number) => simd(0x5b, 3, ...uleb(offset), 0);
 const V128_STORE64_LANE0 = simd(0x5b, 3, 0, 0);
 const F64X2_SPLAT = simd(0x14);
 const F64X2_ADD = simd(0xf0);
@@ -57,58 +62,66 @@ const F64X2_MUL = simd(0xf2);
 const F64X2_PROMOTE_LOW_F32X4 = simd(0x5f);
 const F32X4_DEMOTE_F64X2_ZERO = simd(0x5e);
 
-/** Two float32 at address local `p` widened to float64x2. */
-const loadPair = (p: number) => [...get(p), ...V128_LOAD64_ZERO, ...F64X2_PROMOTE_LOW_F32X4];
 const bump = (p: number, by: number) => [...get(p), ...i32c(by), ...I32_ADD, ...set(p)];
 
-/** `block; if pairs == 0 skip; loop { body; pairs -= 1; continue while pairs != 0 } end` */
-function countedLoop(pairs: number, body: number[]): number[] {
-  return [0x02, 0x40, ...get(pairs), ...I32_EQZ, 0x0d, 0, 0x03, 0x40, ...body, ...get(pairs), ...i32c(1), ...I32_SUB, ...tee(pairs), 0x0d, 0, 0x0b, 0x0b];
+/** `block; if count == 0 skip; loop { body; count -= 1; continue while count != 0 } end` */
+function countedLoop(count: number, body: number[]): number[] {
+  return [0x02, 0x40, ...get(count), ...I32_EQZ, 0x0d, 0, 0x03, 0x40, ...body, ...get(count), ...i32c(1), ...I32_SUB, ...tee(count), 0x0d, 0, 0x0b, 0x0b];
 }
 
-/** accN: params acc, x0..x{n-1}, c0..c{n-1}, pairs; locals: the splatted coefficients. */
+/**
+ * accN: params acc, x0..x{n-1}, c0..c{n-1}, quads; locals: the splatted coefficients and two
+ * running sums. Four elements per iteration (two float64x2 chains), so pointer updates and loop
+ * control are paid once per four elements.
+ */
 function accumulateBody(n: number): number[] {
   const acc = 0;
   const x = (k: number) => 1 + k;
   const c = (k: number) => 1 + n + k;
-  const pairs = 1 + 2 * n;
-  const cv = (k: number) => pairs + 1 + k;
+  const quads = 1 + 2 * n;
+  const cv = (k: number) => quads + 1 + k;
+  const [lo, hi] = [quads + 1 + n, quads + 2 + n];
   const code: number[] = [];
   for (let k = 0; k < n; k++) code.push(...get(c(k)), ...F64X2_SPLAT, ...set(cv(k)));
-  const body: number[] = [...get(acc), ...get(acc), ...V128_LOAD];
-  for (let k = 0; k < n; k++) body.push(...get(cv(k)), ...loadPair(x(k)), ...F64X2_MUL, ...F64X2_ADD);
-  body.push(...V128_STORE, ...bump(acc, 16));
-  for (let k = 0; k < n; k++) body.push(...bump(x(k), 8));
-  code.push(...countedLoop(pairs, body));
-  return [...vec([[...uleb(n), V128]]), ...code, 0x0b];
+  const body: number[] = [...get(acc), ...v128Load(0), ...set(lo), ...get(acc), ...v128Load(16), ...set(hi)];
+  for (let k = 0; k < n; k++) {
+    body.push(...get(lo), ...get(cv(k)), ...get(x(k)), ...v128Load64Zero(0), ...F64X2_PROMOTE_LOW_F32X4, ...F64X2_MUL, ...F64X2_ADD, ...set(lo));
+    body.push(...get(hi), ...get(cv(k)), ...get(x(k)), ...v128Load64Zero(8), ...F64X2_PROMOTE_LOW_F32X4, ...F64X2_MUL, ...F64X2_ADD, ...set(hi));
+  }
+  body.push(...get(acc), ...get(lo), ...v128Store(0), ...get(acc), ...get(hi), ...v128Store(16), ...bump(acc, 32));
+  for (let k = 0; k < n; k++) body.push(...bump(x(k), 16));
+  code.push(...countedLoop(quads, body));
+  return [...vec([[n + 2, V128]]), ...code, 0x0b];
 }
 
-/** finish: params w, acc, f, pairs; local: f splatted. */
+/** finish: params w, acc, f, quads; local: f splatted. Four elements per iteration. */
 function finishBody(): number[] {
-  const [w, acc, f, pairs, fv] = [0, 1, 2, 3, 4];
-  const body = [
+  const [w, acc, f, quads, fv] = [0, 1, 2, 3, 4];
+  const half = (offW: number, offAcc: number) => [
     ...get(w),
-    ...loadPair(w),
+    ...get(w),
+    ...v128Load64Zero(offW),
+    ...F64X2_PROMOTE_LOW_F32X4,
     ...get(fv),
     ...get(acc),
-    ...V128_LOAD,
+    ...v128Load(offAcc),
     ...F64X2_MUL,
     ...F64X2_ADD,
     ...F32X4_DEMOTE_F64X2_ZERO,
-    ...V128_STORE64_LANE0,
-    ...bump(w, 8),
-    ...bump(acc, 16),
+    ...v128Store64Lane0(offW),
   ];
-  return [...vec([[1, V128]]), ...get(f), ...F64X2_SPLAT, ...set(fv), ...countedLoop(pairs, body), 0x0b];
+  const body = [...half(0, 0), ...half(8, 16), ...bump(w, 16), ...bump(acc, 32)];
+  return [...vec([[1, V128]]), ...get(f), ...F64X2_SPLAT, ...set(fv), ...countedLoop(quads, body), 0x0b];
 }
 
 function moduleBytes(): Uint8Array {
   const fnType = (params: number[]) => [0x60, ...vec(params.map((p) => [p])), ...vec([])];
-  const types = section(1, vec([fnType([I32, I32, I32, I32, I32, F64, F64, F64, F64, I32]), fnType([I32, I32, F64, I32]), fnType([I32, I32, F64, I32])]));
+  const accType = (n: number) => fnType([I32, ...Array<number>(n).fill(I32), ...Array<number>(n).fill(F64), I32]);
+  const types = section(1, vec([accType(8), accType(4), accType(1), fnType([I32, I32, F64, I32])]));
   const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 1]]));
-  const funcs = section(3, vec([[0], [1], [2]]));
-  const exports = section(7, vec([[...name('acc4'), 0x00, 0], [...name('acc1'), 0x00, 1], [...name('finish'), 0x00, 2]]));
-  const bodies = [accumulateBody(4), accumulateBody(1), finishBody()].map((b) => [...uleb(b.length), ...b]);
+  const funcs = section(3, vec([[0], [1], [2], [3]]));
+  const exports = section(7, vec([[...name('acc8'), 0x00, 0], [...name('acc4'), 0x00, 1], [...name('acc1'), 0x00, 2], [...name('finish'), 0x00, 3]]));
+  const bodies = [accumulateBody(8), accumulateBody(4), accumulateBody(1), finishBody()].map((b) => [...uleb(b.length), ...b]);
   const code = section(10, vec(bodies));
   return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...imports, ...funcs, ...exports, ...code]);
 }
@@ -127,6 +140,12 @@ const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 
 export interface SimdKernels {
   memory: WasmMemory;
+  acc8(
+    acc: number,
+    x0: number, x1: number, x2: number, x3: number, x4: number, x5: number, x6: number, x7: number,
+    c0: number, c1: number, c2: number, c3: number, c4: number, c5: number, c6: number, c7: number,
+    pairs: number,
+  ): void;
   acc4(acc: number, x0: number, x1: number, x2: number, x3: number, c0: number, c1: number, c2: number, c3: number, pairs: number): void;
   acc1(acc: number, x0: number, c0: number, pairs: number): void;
   finish(w: number, acc: number, f: number, pairs: number): void;
@@ -145,9 +164,10 @@ export function simdKernels(): SimdKernels | null {
       if (!wasm) throw new Error('no WebAssembly');
       const memory = new wasm.Memory({ initial: 1 });
       const instance = new wasm.Instance(new wasm.Module(moduleBytes()), { env: { memory } });
-      const e = instance.exports as unknown as Pick<SimdKernels, 'acc4' | 'acc1' | 'finish'>;
+      const e = instance.exports as unknown as Pick<SimdKernels, 'acc8' | 'acc4' | 'acc1' | 'finish'>;
       kernels = {
         memory,
+        acc8: e.acc8,
         acc4: e.acc4,
         acc1: e.acc1,
         finish: e.finish,
