@@ -27,7 +27,7 @@ const SUITES: Record<string, () => unknown> = {
   // 5 interleaved rounds by default: this machine's I/O timings vary a lot from run to run.
   codec: async () => (await import('./codec.js')).benchCodec({ dir, keep, repeat: args.includes('--repeat') ? repeat : 5 }),
   compile: async () => (await import('./compile.js')).benchCompile({ dir, repeat: Math.max(repeat, 5) }),
-  merge: async () => (await import('./merge.js')).benchMerge({ dir, keep, ...llm, rank: 16 }),
+  merge: async () => (await import('./merge.js')).benchMerge({ dir, keep, ...llm, rank: 16, repeat }),
   // Perplexity of models/lm after each weight quantization, vs onnxruntime's own quantizer.
   'quant-fidelity': async () => (await import('./quant-fidelity.js')).benchQuantFidelity({ dir, keep, repeat, threads }),
   // int4 quantization time and peak RSS vs onnxruntime's Python quantizer (where installed).

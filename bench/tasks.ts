@@ -311,7 +311,7 @@ function writeSafetensorsFile(path: string, tensors: Record<string, { dtype: str
 /** What a user runs: peftc compile base.onnx --lora adapter/ -o merged.onnx. */
 const merge: Task = ({ model, adapter, out }: { model: string; adapter: string; out: string }) => {
   const r = compileModel(model, { target: 'cpu', quant: 'none', output: out, lora: [{ dir: adapter, weight: 1 }] });
-  return { merged: Number(r.passes[0]?.details.merged ?? 0), bytes: r.written.externalBytes + r.written.modelBytes };
+  return { merged: Number(r.passes[0]?.details.merged ?? 0), bytes: r.written.externalBytes + r.written.modelBytes, workers: r.written.workers, precomputed: r.written.precomputedTensors };
 };
 
 /** What a user runs: peftc compile model.onnx --quant int4 --quant-method M --block-size B -o out.onnx. */
