@@ -13,6 +13,7 @@ import type { Model } from '../src/ir/model.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { tensorType } from '../src/ir/types.js';
 import { ModelBuilder } from '../models/builder.js';
+import { mulberry32 as rng } from './rng.js';
 
 const OPS = [
   'Add', 'Sub', 'Mul', 'SafeDiv', 'Max', 'Min', 'Neg', 'Abs', 'Relu', 'Sigmoid', 'Tanh', 'Identity', 'SqrtAbs',
@@ -35,17 +36,6 @@ export const graphRecipe: fc.Arbitrary<GraphRecipe> = fc.record({
   outputs: fc.integer({ min: 1, max: 3 }),
 });
 
-/** Deterministic PRNG (mulberry32) so a recipe always builds the same constants. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function randomFloats(n: number, seed: number): Float32Array {
   const r = rng(seed);

@@ -2,17 +2,7 @@
  * Random data for calibration tests: gaussian weights with a few outliers, and correlated layer
  * inputs X = Z M (+ a strong shared direction) with their H = X^T X summed directly.
  */
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from './rng.js';
 
 export function gaussian(n: number, seed: number, scale = 1): Float64Array {
   const r = rng(seed);

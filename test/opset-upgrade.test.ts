@@ -37,6 +37,7 @@ import { loadModel } from '../src/onnx/io.js';
 import { compareTensors } from '../src/runtime/compare.js';
 import { OrtSession, runModel } from '../src/runtime/ort.js';
 import { listCases, nonTensorIo, readDataSet, type TestCase } from '../src/runtime/testdata.js';
+import { mulberry32 as mulberry } from './rng.js';
 
 const TOL = { rtol: 1e-4, atol: 1e-5 };
 const ZOO_TOL = { rtol: 1e-5, atol: 1e-5 };
@@ -333,16 +334,6 @@ describe('opset upgrade property: Reduce* graphs (onnxruntime)', () => {
   });
 });
 
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('opset upgrade: rewrites and refusals', () => {
   const floats = (n: number, f = (i: number) => i * 0.37 - 1) => Float32Array.from({ length: n }, (_, i) => f(i));
