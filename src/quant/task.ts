@@ -5,7 +5,7 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { DataType, float16BitsToFloat32 } from '../ir/dtype.js';
-import { dequantizeRows, quantizeRows, type QuantConfig, type QuantizedRows } from './blockwise.js';
+import { dequantizeRows, quantizeRows, transposeFloats, type QuantConfig, type QuantizedRows } from './blockwise.js';
 import { gptqQuantizeRows, type GptqOptions } from './gptq.js';
 import { outputError } from './hessian.js';
 import { layoutBuffers, packLayouts, type LayoutKind, type PackedLayouts } from './layouts.js';
@@ -81,92 +81,66 @@ function readSource(task: QuantTask): Uint8Array {
   return out;
 }
 
-/** The task's weights as float32 rows [rows, cols]. */
-export function taskRows(task: QuantTask): Float32Array {
+/**
+ * The task's weights as float32 in the source's own layout: [cols, rows] when `transposed` (a
+ * MatMul weight W[K, N]), else [rows, cols]. Aligned float32 bytes are read in place (the source is
+ * never written); float16, unaligned bytes or a multiplier cost one sequential pass into a copy.
+ */
+export function taskValues(task: QuantTask): { values: Float32Array; transposed: boolean } {
   const bytes = readSource(task);
   const n = task.rows * task.cols;
   const elemBytes = task.dtype === DataType.FLOAT ? 4 : 2;
   if (bytes.byteLength !== n * elemBytes) throw new Error(`expected ${n * elemBytes} bytes, got ${bytes.byteLength}`);
-  // Element i of the source, as float32 (aligned views when possible, DataView otherwise).
   const aligned = bytes.byteOffset % elemBytes === 0;
-  let get: (i: number) => number;
-  if (task.dtype === DataType.FLOAT) {
-    if (aligned) {
-      const f = new Float32Array(bytes.buffer, bytes.byteOffset, n);
-      get = (i) => f[i]!;
-    } else {
-      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      get = (i) => dv.getFloat32(i * 4, true);
-    }
-  } else {
-    const table = float16Table();
-    if (aligned) {
-      const h = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
-      get = (i) => table[h[i]!]!;
-    } else {
-      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      get = (i) => table[dv.getUint16(i * 2, true)]!;
-    }
-  }
-  const { rows, cols } = task;
+  const m = task.multiplier;
+  let values: Float32Array;
   if (task.dtype === DataType.FLOAT && aligned) {
-    // The common case, without a call per element.
-    const f = new Float32Array(bytes.buffer, bytes.byteOffset, n);
-    if (task.transpose) {
-      const out = transposeFloats(f, cols, rows);
-      if (task.multiplier !== 1) for (let i = 0; i < n; i++) out[i] = Math.fround(out[i]! * task.multiplier);
-      return out;
+    values = new Float32Array(bytes.buffer, bytes.byteOffset, n);
+    if (m !== 1) {
+      const f = values;
+      values = new Float32Array(n);
+      for (let i = 0; i < n; i++) values[i] = Math.fround(f[i]! * m);
     }
-    // Read in place (the source is never written); a copy only to fold a multiplier.
-    return task.multiplier === 1 ? f : Float32Array.from(f, (v) => Math.fround(v * task.multiplier));
-  }
-  const out = new Float32Array(n);
-  if (!task.transpose) {
-    for (let i = 0; i < n; i++) out[i] = get(i);
   } else {
-    // Source [cols, rows] -> out [rows, cols], in tiles so both sides stay in cache.
-    const T = 64;
-    for (let c0 = 0; c0 < cols; c0 += T) {
-      const c1 = Math.min(cols, c0 + T);
-      for (let r0 = 0; r0 < rows; r0 += T) {
-        const r1 = Math.min(rows, r0 + T);
-        for (let c = c0; c < c1; c++) for (let r = r0; r < r1; r++) out[r * cols + c] = get(c * rows + r);
+    values = new Float32Array(n);
+    if (task.dtype === DataType.FLOAT) {
+      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      for (let i = 0; i < n; i++) values[i] = dv.getFloat32(i * 4, true);
+    } else {
+      const table = float16Table();
+      if (aligned) {
+        const h = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+        for (let i = 0; i < n; i++) values[i] = table[h[i]!]!;
+      } else {
+        const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        for (let i = 0; i < n; i++) values[i] = table[dv.getUint16(i * 2, true)]!;
       }
     }
+    if (m !== 1) for (let i = 0; i < n; i++) values[i] = Math.fround(values[i]! * m);
   }
-  if (task.multiplier !== 1) {
-    const m = task.multiplier;
-    for (let i = 0; i < n; i++) out[i] = Math.fround(out[i]! * m);
-  }
-  return out;
+  return { values, transposed: task.transpose };
 }
 
-/** [rows, cols] -> [cols, rows], in tiles so both sides stay in cache. */
-function transposeFloats(a: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(a.length);
-  const T = 64;
-  for (let r0 = 0; r0 < rows; r0 += T) {
-    const r1 = Math.min(rows, r0 + T);
-    for (let c0 = 0; c0 < cols; c0 += T) {
-      const c1 = Math.min(cols, c0 + T);
-      for (let r = r0; r < r1; r++) {
-        const base = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = a[base + c]!;
-      }
-    }
-  }
-  return out;
+/** The task's weights as float32 rows [rows, cols] (GPTQ and the output error need them so). */
+export function taskRows(task: QuantTask): Float32Array {
+  const { values, transposed } = taskValues(task);
+  return transposed ? transposeFloats(values, task.cols, task.rows) : values;
 }
 
 /** Runs a task in this thread; failures come back as `error`, never thrown. */
 export function runQuantTask(task: QuantTask): QuantTaskResult {
   const t0 = performance.now();
   try {
-    const values = taskRows(task);
     const { rows, cols, hessian } = task;
     if (task.gptq && !hessian) throw new Error('GPTQ needs the calibration Hessian');
-    const q = task.gptq ? gptqQuantizeRows(values, rows, cols, hessian!, task.config, task.gptq) : quantizeRows(values, rows, cols, task.config);
-    if (hessian) {
+    let q: QuantizedRows;
+    if (!hessian) {
+      // Plain blocks read a MatMul weight in place (quantizeRows gathers tiles of it).
+      const { values, transposed } = taskValues(task);
+      q = quantizeRows(values, rows, cols, task.config, transposed);
+    } else {
+      const values = taskRows(task);
+      q = task.gptq ? gptqQuantizeRows(values, rows, cols, hessian, task.config, task.gptq) : quantizeRows(values, rows, cols, task.config);
       const e = outputError(values, dequantizeRows(q), rows, cols, hessian);
       q.stats.outputSse = e.sse;
       q.stats.outputNorm = e.norm;

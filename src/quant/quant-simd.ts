@@ -1,0 +1,306 @@
+/**
+ * WebAssembly SIMD kernels for integer block quantization (blockwise.ts), four float32 lanes at a
+ * time. JavaScript is near its floor on these loops (every value goes through two float32
+ * roundings, a clamp, a round, a dequantization and a float64 error); the kernels do the same
+ * arithmetic with no bounds checks and four values per instruction.
+ *
+ * Same results as the scalar code, bit for bit, because each step is one IEEE operation with one
+ * rounding in both: float32 multiply/add/sub of float32 operands equals Math.fround of the float64
+ * operation (binary64 has more than 2 * 24 + 2 bits, so the double rounding is innocuous); the
+ * error v - dequantized is formed in float64 from the widened float32 values, as the scalar code
+ * does. Rounding differs in form only: the scalar code takes trunc(y + 0.5) (in float64) of the
+ * value y clamped to [0, maxq]; here y is clamped first, then q = trunc(y) + (y - trunc(y) >= 0.5),
+ * where y - trunc(y) is exact. For y in [0, maxq] both are floor(y + 0.5) (adding 0.5 in float32
+ * could round 0.49999997 up to 1, which is why it is not done that way).
+ *
+ *   codes(ptr, groups, inv, z, s, maxq, out): 4 * groups float32 at ptr -> uint8 codes at out;
+ *       adds (v - deq)^2, v^2 into the float64x2 sums at bytes 0 and 16, max |v - deq| into 32.
+ *   sse(ptr, groups, inv, z, s, maxq, bound) -> float64: the sum of (v - deq)^2 in index order
+ *       (lane by lane, as the scalar loop adds), returned as soon as it reaches `bound` (checked
+ *       every four values: the sum never decreases, so stopping later changes no comparison).
+ *   gather(src, rowBytes, groups, len, dst, bsBytes, lohi): the transposing gather of a tile: for
+ *       4 * groups rows j and len values k, dst[j * bs + k] = src[k * rows + j] (float32), the
+ *       smallest and largest value of each row j to lohi[j] and lohi[64 + j], and v - v of every
+ *       value added to the float32x4 at byte 48 (NaN there means a non-finite weight).
+ * Addresses are byte offsets into the module's imported memory. Assembled here from opcodes, as
+ * src/peft/merge-simd.ts does (no build step).
+ */
+
+const I32 = 0x7f;
+const F32 = 0x7d;
+const F64 = 0x7c;
+const V128 = 0x7b;
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+}
+const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
+const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
+const name = (s: string): number[] => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
+
+const get = (i: number) => [0x20, ...uleb(i)];
+const set = (i: number) => [0x21, ...uleb(i)];
+const tee = (i: number) => [0x22, ...uleb(i)];
+const i32c = (n: number) => [0x41, ...uleb(n)]; // small non-negative constants only
+const I32_ADD = [0x6a];
+const I32_SUB = [0x6b];
+const I32_EQZ = [0x45];
+const F64_ADD = [0xa0];
+const F64_GE = [0x66];
+const simd = (op: number, ...imm: number[]) => [0xfd, ...uleb(op), ...imm];
+const V128_LOAD = simd(0x00, 2, 0); // alignment hint 4 bytes (float32 data), offset 0
+const V128_STORE = simd(0x0b, 2, 0);
+const v128Const = (bytes: number[]) => simd(0x0c, ...bytes);
+const I8X16_SHUFFLE_HIGH_PAIR = simd(0x0d, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
+const F32X4_SPLAT = simd(0x13);
+const F64X2_EXTRACT = (lane: number) => simd(0x21, lane);
+const STORE32_LANE0 = simd(0x5a, 0, 0, 0);
+const F64X2_PROMOTE_LOW = simd(0x5f);
+const I8X16_NARROW_U = simd(0x66);
+const F32X4_TRUNC = simd(0x69);
+const F32X4_GE = simd(0x46);
+const I16X8_NARROW_U = simd(0x86);
+const I32X4_SUB = simd(0xb1);
+const F32X4_ADD = simd(0xe4);
+const F32X4_SUB = simd(0xe5);
+const F32X4_MUL = simd(0xe6);
+const F32X4_MIN = simd(0xe8);
+const F32X4_MAX = simd(0xe9);
+const F64X2_ABS = simd(0xec);
+const F64X2_ADD = simd(0xf0);
+const F64X2_SUB = simd(0xf1);
+const F64X2_MUL = simd(0xf2);
+const F64X2_MAX = simd(0xf5);
+const I32X4_TRUNC_SAT_F32X4_S = simd(0xf8);
+const F32X4_CONVERT_I32X4_S = simd(0xfa);
+
+const f32Bytes = (x: number) => Array.from(new Uint8Array(Float32Array.of(x).buffer));
+const ZERO = v128Const(new Array<number>(16).fill(0));
+const HALF = v128Const([0, 1, 2, 3].flatMap(() => f32Bytes(0.5)));
+const INF_POS = v128Const([0, 1, 2, 3].flatMap(() => f32Bytes(Infinity)));
+const INF_NEG = v128Const([0, 1, 2, 3].flatMap(() => f32Bytes(-Infinity)));
+
+const bump = (p: number, by: number) => [...get(p), ...i32c(by), ...I32_ADD, ...set(p)];
+
+/** `block; if groups == 0 skip; loop { body; groups -= 1; continue while groups != 0 } end` */
+function countedLoop(groups: number, body: number[]): number[] {
+  return [0x02, 0x40, ...get(groups), ...I32_EQZ, 0x0d, 0, 0x03, 0x40, ...body, ...get(groups), ...i32c(1), ...I32_SUB, ...tee(groups), 0x0d, 0, 0x0b, 0x0b];
+}
+
+// Parameters shared by both functions: ptr, groups, inv, z, s, maxq (then out / bound).
+const [P_PTR, P_GROUPS, P_INV, P_Z, P_S, P_MAXQ] = [0, 1, 2, 3, 4, 5];
+
+/** Locals from `first` on: vinv, vz, vs, vmaxq, v, qi, deq, t (v128). */
+function prologue(first: number): { code: number[]; l: Record<'vinv' | 'vz' | 'vs' | 'vmaxq' | 'v' | 'qi' | 'deq' | 't', number> } {
+  const l = { vinv: first, vz: first + 1, vs: first + 2, vmaxq: first + 3, v: first + 4, qi: first + 5, deq: first + 6, t: first + 7 };
+  const code = [
+    ...get(P_INV), ...F32X4_SPLAT, ...set(l.vinv),
+    ...get(P_Z), ...F32X4_SPLAT, ...set(l.vz),
+    ...get(P_S), ...F32X4_SPLAT, ...set(l.vs),
+    ...get(P_MAXQ), ...F32X4_SPLAT, ...set(l.vmaxq),
+  ];
+  return { code, l };
+}
+
+/** v = load(ptr); qi = codes; deq = (qi - z) * s. */
+function quantizeFour(l: ReturnType<typeof prologue>['l']): number[] {
+  return [
+    ...get(P_PTR), ...V128_LOAD, ...set(l.v),
+    // t = min(max(fround(fround(v * inv) + z), 0), maxq)
+    ...get(l.v), ...get(l.vinv), ...F32X4_MUL, ...get(l.vz), ...F32X4_ADD, ...ZERO, ...F32X4_MAX, ...get(l.vmaxq), ...F32X4_MIN, ...set(l.t),
+    // qi = trunc(t) - (t - trunc(t) >= 0.5 ? -1 : 0)
+    ...get(l.t), ...F32X4_TRUNC, ...I32X4_TRUNC_SAT_F32X4_S,
+    ...get(l.t), ...get(l.t), ...F32X4_TRUNC, ...F32X4_SUB, ...HALF, ...F32X4_GE,
+    ...I32X4_SUB, ...set(l.qi),
+    // deq = fround((q - z) * s)
+    ...get(l.qi), ...F32X4_CONVERT_I32X4_S, ...get(l.vz), ...F32X4_SUB, ...get(l.vs), ...F32X4_MUL, ...set(l.deq),
+  ];
+}
+
+/** Pushes e = widen(x) - widen(deq) for the low (high = false) or high pair of lanes. */
+function errorPair(l: ReturnType<typeof prologue>['l'], high: boolean): number[] {
+  const half = (local: number) => (high ? [...get(local), ...get(local), ...I8X16_SHUFFLE_HIGH_PAIR] : get(local));
+  return [...half(l.v), ...F64X2_PROMOTE_LOW, ...half(l.deq), ...F64X2_PROMOTE_LOW, ...F64X2_SUB];
+}
+
+/** codes: params ptr, groups, inv, z, s, maxq, out; locals 8 v128 + sse, ss, max, e, w (v128). */
+function codesBody(): number[] {
+  const P_OUT = 6;
+  const { code, l } = prologue(7);
+  const [sse, ss, mx, e, w] = [15, 16, 17, 18, 19];
+  const pair = (high: boolean) => [
+    ...errorPair(l, high), ...set(e),
+    ...get(sse), ...get(e), ...get(e), ...F64X2_MUL, ...F64X2_ADD, ...set(sse),
+    ...get(mx), ...get(e), ...F64X2_ABS, ...F64X2_MAX, ...set(mx),
+    ...(high ? [...get(l.v), ...get(l.v), ...I8X16_SHUFFLE_HIGH_PAIR] : get(l.v)), ...F64X2_PROMOTE_LOW, ...set(w),
+    ...get(ss), ...get(w), ...get(w), ...F64X2_MUL, ...F64X2_ADD, ...set(ss),
+  ];
+  const body = [
+    ...quantizeFour(l),
+    ...get(P_OUT), ...get(l.qi), ...get(l.qi), ...I16X8_NARROW_U, ...get(l.qi), ...get(l.qi), ...I16X8_NARROW_U, ...I8X16_NARROW_U, ...STORE32_LANE0,
+    ...pair(false),
+    ...pair(true),
+    ...bump(P_PTR, 16),
+    ...bump(P_OUT, 4),
+  ];
+  return [
+    ...vec([[13, V128]]),
+    ...code,
+    ...i32c(0), ...V128_LOAD, ...set(sse),
+    ...i32c(16), ...V128_LOAD, ...set(ss),
+    ...i32c(32), ...V128_LOAD, ...set(mx),
+    ...countedLoop(P_GROUPS, body),
+    ...i32c(0), ...get(sse), ...V128_STORE,
+    ...i32c(16), ...get(ss), ...V128_STORE,
+    ...i32c(32), ...get(mx), ...V128_STORE,
+    0x0b,
+  ];
+}
+
+/** sse: params ptr, groups, inv, z, s, maxq, bound; locals 8 v128, e (v128), acc (f64). */
+function sseBody(): number[] {
+  const P_BOUND = 6;
+  const { code, l } = prologue(7);
+  const e = 15;
+  const acc = 16;
+  const addPair = (high: boolean) => [
+    ...errorPair(l, high), ...tee(e), ...get(e), ...F64X2_MUL, ...set(e),
+    ...get(acc), ...get(e), ...F64X2_EXTRACT(0), ...F64_ADD, ...get(e), ...F64X2_EXTRACT(1), ...F64_ADD, ...set(acc),
+  ];
+  const body = [
+    ...quantizeFour(l),
+    ...addPair(false),
+    ...addPair(true),
+    // if (acc >= bound) return acc
+    ...get(acc), ...get(P_BOUND), ...F64_GE, 0x04, 0x40, ...get(acc), 0x0f, 0x0b,
+    ...bump(P_PTR, 16),
+  ];
+  return [...vec([[9, V128], [1, F64]]), ...code, ...countedLoop(P_GROUPS, body), ...get(acc), 0x0b];
+}
+
+/** gather: params src, rowBytes, groups, len, dst, bsBytes, lohi; locals p, d, kk, b2, b3 (i32), v, vmin, vmax, chk (v128). */
+function gatherBody(): number[] {
+  const [src, rowBytes, groups, len, dst, bsBytes, lohi] = [0, 1, 2, 3, 4, 5, 6];
+  const [p, d, kk, b2, b3] = [7, 8, 9, 10, 11];
+  const [v, vmin, vmax, chk] = [12, 13, 14, 15];
+  const lane = (addr: number[], l: number) => [...addr, ...get(v), ...simd(0x5a, 0, 0, l)];
+  const inner = [
+    ...get(p), ...V128_LOAD, ...set(v),
+    ...get(vmin), ...get(v), ...F32X4_MIN, ...set(vmin),
+    ...get(vmax), ...get(v), ...F32X4_MAX, ...set(vmax),
+    ...get(chk), ...get(v), ...get(v), ...F32X4_SUB, ...F32X4_ADD, ...set(chk),
+    ...lane(get(d), 0),
+    ...lane([...get(d), ...get(bsBytes), ...I32_ADD], 1),
+    ...lane([...get(d), ...get(b2), ...I32_ADD], 2),
+    ...lane([...get(d), ...get(b3), ...I32_ADD], 3),
+    ...get(p), ...get(rowBytes), ...I32_ADD, ...set(p),
+    ...bump(d, 4),
+  ];
+  const outer = [
+    ...INF_POS, ...set(vmin),
+    ...INF_NEG, ...set(vmax),
+    ...get(src), ...set(p),
+    ...get(dst), ...set(d),
+    ...get(len), ...set(kk),
+    ...countedLoop(kk, inner),
+    ...get(lohi), ...get(vmin), ...V128_STORE,
+    ...get(lohi), ...get(vmax), ...simd(0x0b, 2, ...uleb(256)),
+    ...bump(lohi, 16),
+    ...bump(src, 16),
+    ...get(dst), ...get(b2), ...get(b2), ...I32_ADD, ...I32_ADD, ...set(dst),
+  ];
+  return [
+    ...vec([[5, I32], [4, V128]]),
+    ...get(bsBytes), ...get(bsBytes), ...I32_ADD, ...set(b2),
+    ...get(b2), ...get(bsBytes), ...I32_ADD, ...set(b3),
+    ...i32c(48), ...V128_LOAD, ...set(chk),
+    ...countedLoop(groups, outer),
+    ...i32c(48), ...get(chk), ...V128_STORE,
+    0x0b,
+  ];
+}
+
+function moduleBytes(): Uint8Array {
+  const fnType = (params: number[], results: number[]) => [0x60, ...vec(params.map((p) => [p])), ...vec(results.map((r) => [r]))];
+  const types = section(
+    1,
+    vec([fnType([I32, I32, F32, F32, F32, F32, I32], []), fnType([I32, I32, F32, F32, F32, F32, F64], [F64]), fnType([I32, I32, I32, I32, I32, I32, I32], [])]),
+  );
+  const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 1]]));
+  const funcs = section(3, vec([[0], [1], [2]]));
+  const exports = section(7, vec([[...name('codes'), 0x00, 0], [...name('sse'), 0x00, 1], [...name('gather'), 0x00, 2]]));
+  const bodies = [codesBody(), sseBody(), gatherBody()].map((b) => [...uleb(b.length), ...b]);
+  const code = section(10, vec(bodies));
+  return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...imports, ...funcs, ...exports, ...code]);
+}
+
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Memory: new (descriptor: { initial: number }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+}
+const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
+/**
+ * The memory's fixed part: bytes 0-47 the codes kernel's sums (sse, sum of squares, max), 48-63
+ * the gather's finiteness check, 64-575 the gather's row minima and maxima (64 rows each); the
+ * caller's data from SIMD_DATA_AT on.
+ */
+export const STATS_BYTES = 64;
+export const LOHI_AT = 64;
+export const SIMD_TILE_ROWS = 64;
+export const SIMD_DATA_AT = 1024;
+
+export interface QuantSimd {
+  memory: WasmMemory;
+  codes(ptr: number, groups: number, inv: number, z: number, s: number, maxq: number, out: number): void;
+  sse(ptr: number, groups: number, inv: number, z: number, s: number, maxq: number, bound: number): number;
+  gather(src: number, rowBytes: number, groups: number, len: number, dst: number, bsBytes: number, lohi: number): void;
+  /** Grows the memory to at least `bytes`. */
+  reserve(bytes: number): void;
+}
+
+let kernels: QuantSimd | null | undefined;
+let enabled = true;
+
+/** The kernels of this thread (instantiated once), or null where WebAssembly SIMD is unavailable or turned off. */
+export function quantSimd(): QuantSimd | null {
+  if (!enabled) return null;
+  if (kernels === undefined) {
+    try {
+      if (!wasm) throw new Error('no WebAssembly');
+      const memory = new wasm.Memory({ initial: 1 });
+      const instance = new wasm.Instance(new wasm.Module(moduleBytes()), { env: { memory } });
+      const e = instance.exports as unknown as Pick<QuantSimd, 'codes' | 'sse' | 'gather'>;
+      kernels = {
+        memory,
+        codes: e.codes,
+        sse: e.sse,
+        gather: e.gather,
+        reserve(bytes: number) {
+          const have = memory.buffer.byteLength;
+          if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
+        },
+      };
+    } catch {
+      kernels = null;
+    }
+  }
+  return kernels;
+}
+
+/** Tests: run the scalar JavaScript loops instead (false), or the kernels again (true). */
+export function setQuantSimd(on: boolean): void {
+  enabled = on;
+}
