@@ -413,6 +413,18 @@ function assertFinite(values: Float32Array, rows: number, cols: number, transpos
   }
 }
 
+/**
+ * A buffer of `length` bytes where quantizeRows finds integer-format float32 weights without
+ * copying them (the SIMD kernels' memory), or null without the kernels. Valid until the next
+ * quantizeRows in this thread, which may grow that memory and so detach views made before.
+ */
+export function quantInputBuffer(length: number): Uint8Array | null {
+  const k = length / 4 <= SIMD_MAX_CODES ? quantSimd() : null;
+  if (!k) return null;
+  k.reserve(SIMD_DATA_AT + length);
+  return new Uint8Array(k.memory.buffer, SIMD_DATA_AT, length);
+}
+
 /** Rows of a transposed source gathered into one tile: 64 rows x a block is at most 64 KiB (block 256). */
 const ROW_TILE = 64;
 /** Larger jobs than this (codes in bytes) run the JavaScript loops rather than grow the kernels' memory further. */

@@ -59,8 +59,26 @@ export function matMulNBitsLayout(q: QuantizedRows): MatMulNBitsTensors {
   const { rows: N, cols: K, blockSize: bs, blocks: nb, bits, codes } = q;
   const blobSize = (bs * bits) / 8;
   const B = new Uint8Array(N * nb * blobSize);
+  // 4-bit with every row of codes and every blob 4-byte aligned (K and the block size multiples of
+  // 4): whole blocks four codes at a time, one 32-bit load and one 16-bit store (little-endian, as
+  // the typed-array views of tensor bytes elsewhere assume). The last block of a row (which may be
+  // short) goes through the general loop below.
+  const wide = bits === 4 && K % 4 === 0 && bs % 4 === 0 && codes.byteOffset % 4 === 0;
+  const c32 = wide ? new Uint32Array(codes.buffer, codes.byteOffset, codes.length >> 2) : null;
+  const b16 = wide ? new Uint16Array(B.buffer, B.byteOffset, B.length >> 1) : null;
   for (let n = 0; n < N; n++) {
-    for (let b = 0; b < nb; b++) {
+    if (c32 && b16) {
+      const quads = bs >> 2;
+      for (let b = 0; b < nb - 1; b++) {
+        let from = (n * K + b * bs) >> 2;
+        let to = ((n * nb + b) * blobSize) >> 1;
+        for (let t = 0; t < quads; t++, from++, to++) {
+          const w = c32[from]!;
+          b16[to] = (w & 0xf) | ((w >>> 4) & 0xf0) | ((w >>> 8) & 0xf00) | ((w >>> 12) & 0xf000);
+        }
+      }
+    }
+    for (let b = c32 ? nb - 1 : 0; b < nb; b++) {
       const z = zeroPointOf(q, n * nb + b);
       const src = n * K + b * bs;
       const len = Math.min(bs, K - b * bs);

@@ -5,7 +5,7 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { DataType, float16BitsToFloat32 } from '../ir/dtype.js';
-import { dequantizeRows, quantizeRows, transposeFloats, type QuantConfig, type QuantizedRows } from './blockwise.js';
+import { dequantizeRows, quantInputBuffer, quantizeRows, transposeFloats, type QuantConfig, type QuantizedRows } from './blockwise.js';
 import { gptqQuantizeRows, type GptqOptions } from './gptq.js';
 import { outputError } from './hessian.js';
 import { layoutBuffers, packLayouts, type LayoutKind, type PackedLayouts } from './layouts.js';
@@ -64,10 +64,10 @@ function float16Table(): Float32Array {
   return halfTable;
 }
 
-function readSource(task: QuantTask): Uint8Array {
+function readSource(task: QuantTask, into?: (length: number) => Uint8Array | null): Uint8Array {
   const s = task.source;
   if (s.kind === 'bytes') return s.bytes;
-  const out = new Uint8Array(s.length);
+  const out = into?.(s.length) ?? new Uint8Array(s.length);
   const fd = openSync(s.path, 'r');
   try {
     for (let done = 0; done < s.length; ) {
@@ -86,8 +86,9 @@ function readSource(task: QuantTask): Uint8Array {
  * MatMul weight W[K, N]), else [rows, cols]. Aligned float32 bytes are read in place (the source is
  * never written); float16, unaligned bytes or a multiplier cost one sequential pass into a copy.
  */
-export function taskValues(task: QuantTask): { values: Float32Array; transposed: boolean } {
-  const bytes = readSource(task);
+export function taskValues(task: QuantTask, into?: (length: number) => Uint8Array | null): { values: Float32Array; transposed: boolean } {
+  // Only float32 is read as is; anything converted goes through a copy anyway.
+  const bytes = readSource(task, task.dtype === DataType.FLOAT && task.multiplier === 1 ? into : undefined);
   const n = task.rows * task.cols;
   const elemBytes = task.dtype === DataType.FLOAT ? 4 : 2;
   if (bytes.byteLength !== n * elemBytes) throw new Error(`expected ${n * elemBytes} bytes, got ${bytes.byteLength}`);
@@ -135,8 +136,10 @@ export function runQuantTask(task: QuantTask): QuantTaskResult {
     if (task.gptq && !hessian) throw new Error('GPTQ needs the calibration Hessian');
     let q: QuantizedRows;
     if (!hessian) {
-      // Plain blocks read a MatMul weight in place (quantizeRows gathers tiles of it).
-      const { values, transposed } = taskValues(task);
+      // Plain blocks read a MatMul weight in place (quantizeRows gathers tiles of it); integer
+      // codes read it from a file straight into the SIMD kernels' memory (no second copy there).
+      // `values` may be detached by quantizeRows then, and is not used after it.
+      const { values, transposed } = taskValues(task, task.config.format === 'int' ? quantInputBuffer : undefined);
       q = quantizeRows(values, rows, cols, task.config, transposed);
     } else {
       const values = taskRows(task);
