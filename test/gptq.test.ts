@@ -186,6 +186,28 @@ describe('GPTQ against the column-at-a-time reference (explicit inverse Hessian,
   });
 });
 
+describe('GPTQ reports its output error from its own steps', () => {
+  it('sum of squared scaled errors, less the dampening and dead-column terms, equals tr(D^T H D) (act-order, dead columns, rows not a multiple of four)', () => {
+    for (const [seed, actOrder, deadCols] of [
+      [1, false, []],
+      [2, true, []],
+      [3, false, [0, 17, 40]],
+      [4, true, [5, 63]],
+    ] as Array<[number, boolean, number[]]>) {
+      const rows = 7;
+      const cols = 64;
+      const W = weightsF32(rows * cols, seed);
+      const { H } = correlatedInputs(300, cols, seed + 10);
+      for (const j of deadCols) for (let i = 0; i < cols; i++) (H[j * cols + i] = 0), (H[i * cols + j] = 0);
+      for (const method of ['rtn', 'mse'] as const) {
+        const q = gptqQuantizeRows(W, rows, cols, H, defaultQuantConfig({ blockSize: 16, method }), { actOrder, lazyBatch: 16 });
+        const direct = outputError(W, dequantizeRows(q), rows, cols, H).sse;
+        expect(Math.abs(q.stats.outputSse! - direct)).toBeLessThanOrEqual(1e-9 * direct);
+      }
+    }
+  });
+});
+
 describe('GPTQ lowers the output error on correlated inputs', () => {
   const ratios: string[] = [];
   for (const method of ['rtn', 'mse'] as const) {

@@ -89,7 +89,9 @@ export function gptqQuantizeRows(
   for (let j = 0; j < n; j++) meanDiag += dead[j] ? 1 : diag[j]!;
   meanDiag /= n;
   let U: Float64Array | null = null;
+  let dampUsed = 0;
   for (let attempt = 0, damp = opts.dampening * meanDiag; attempt < DAMPING_ATTEMPTS && !U; attempt++, damp *= 10) {
+    dampUsed = damp;
     const H = new Float64Array(n * n);
     for (let p = 0; p < n; p++) {
       const src = perm[p]! * n;
@@ -143,8 +145,10 @@ export function gptqQuantizeRows(
     // Static groups: every block's parameters from the original weights (dead columns at 0).
     for (let b = 0; b < nb; b++) chooseBlock(b, (r, c) => (dead[b * bs + c] ? 0 : values[r * cols + b * bs + c]!));
   }
-  // 4. Columns in order, lazy batches of B.
+  // 4. Columns in order, lazy batches of B. `loss` sums the squared scaled errors e, which add up
+  //    to the output error under the dampened Hessian (see below).
   const B = Math.max(opts.lazyBatch, bs);
+  let loss = 0;
   const err = new Float64Array(rows * B);
   for (let i1 = 0; i1 < n; i1 += B) {
     const i2 = Math.min(n, i1 + B);
@@ -179,12 +183,45 @@ export function gptqQuantizeRows(
         dequantized[r * cols + j] = deq;
         const e = (w - deq) / d;
         err[r * B + (p - i1)] = e;
+        loss += e * e;
         for (let t = p + 1; t < i2; t++) W[wrow + t]! -= e * U[urow + t]!;
       }
     }
-    // The batch's errors onto every later column: W[:, i2:] -= Err U[i1:i2, i2:].
+    // The batch's errors onto every later column: W[:, i2:] -= Err U[i1:i2, i2:]. Four rows at a
+    // time, so each row of U is read once per four rows of W; every W[r][t] still subtracts its
+    // terms in order of s, so the result is the same as row by row.
     if (i2 < n) {
-      for (let r = 0; r < rows; r++) {
+      let r = 0;
+      for (; r + 4 <= rows; r += 4) {
+        const w0 = r * n;
+        const w1 = w0 + n;
+        const w2 = w1 + n;
+        const w3 = w2 + n;
+        for (let s = 0; s < width; s++) {
+          const e0 = err[r * B + s]!;
+          const e1 = err[(r + 1) * B + s]!;
+          const e2 = err[(r + 2) * B + s]!;
+          const e3 = err[(r + 3) * B + s]!;
+          const urow = (i1 + s) * n;
+          if (e0 !== 0 && e1 !== 0 && e2 !== 0 && e3 !== 0) {
+            for (let t = i2; t < n; t++) {
+              const u = U[urow + t]!;
+              W[w0 + t]! -= e0 * u;
+              W[w1 + t]! -= e1 * u;
+              W[w2 + t]! -= e2 * u;
+              W[w3 + t]! -= e3 * u;
+            }
+          } else {
+            // A zero error leaves its row untouched (as the row-by-row loop skips it: x - 0 * u
+            // could turn -0 into +0 or an infinite u into NaN).
+            if (e0 !== 0) for (let t = i2; t < n; t++) W[w0 + t]! -= e0 * U[urow + t]!;
+            if (e1 !== 0) for (let t = i2; t < n; t++) W[w1 + t]! -= e1 * U[urow + t]!;
+            if (e2 !== 0) for (let t = i2; t < n; t++) W[w2 + t]! -= e2 * U[urow + t]!;
+            if (e3 !== 0) for (let t = i2; t < n; t++) W[w3 + t]! -= e3 * U[urow + t]!;
+          }
+        }
+      }
+      for (; r < rows; r++) {
         const wrow = r * n;
         for (let s = 0; s < width; s++) {
           const e = err[r * B + s]!;
@@ -207,7 +244,22 @@ export function gptqQuantizeRows(
     sumSquares += v * v;
     if (Math.abs(e) > maxAbs) maxAbs = Math.abs(e);
   }
-  const stats: ErrorStats = { count: rows * cols, sse, maxAbs, sumSquares };
+  // The output error tr(D^T H D) from what GPTQ computed anyway, instead of another pass of
+  // rows x cols^2: each column's step adds e^2 = (w - q)^2 / [H_F^-1]_pp to the error under the
+  // dampened Hessian H' (Frantar et al., eq. 3), so the e^2 sum to D'^T H' D' for D' = (working
+  // weights before any update) - dequantized. H' is H plus damp on the diagonal, plus 1 on dead
+  // columns (where H is 0 and the working weight is 0), so tr(D^T H D) = sum e^2 - damp |D'|^2 -
+  // |D' on dead columns|^2 (the live columns of D' are those of D).
+  let dampTerm = 0;
+  let deadTerm = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const dd = dead[c] ? -dequantized[r * cols + c]! : values[r * cols + c]! - dequantized[r * cols + c]!;
+      dampTerm += dd * dd;
+      if (dead[c]) deadTerm += dd * dd;
+    }
+  }
+  const stats: ErrorStats = { count: rows * cols, sse, maxAbs, sumSquares, outputSse: Math.max(0, loss - dampUsed * dampTerm - deadTerm) };
   return {
     rows,
     cols,

@@ -68,12 +68,19 @@ export function outputError(w: Float32Array, q: Float32Array, rows: number, k: n
         d[s * k + i] = w[base + i]! - q[base + i]!;
       }
     }
+    // H is symmetric: x^T H x = sum_i x_i (H_ii x_i + 2 sum_{j>i} H_ij x_j), half the products.
     for (let i = 0; i < k; i++) {
       const hi = i * k;
+      const hii = h[hi + i]!;
+      const rest = k - i - 1;
       for (let s = 0; s < nr; s++) {
-        const o = s * k;
-        sse += d[o + i]! * dot(h, hi, d, o, k);
-        if (withNorm) norm += v[o + i]! * dot(h, hi, v, o, k);
+        const o = s * k + i;
+        const di = d[o]!;
+        sse += di * (hii * di + 2 * dot(h, hi + i + 1, d, o + 1, rest));
+        if (withNorm) {
+          const vi = v[o]!;
+          norm += vi * (hii * vi + 2 * dot(h, hi + i + 1, v, o + 1, rest));
+        }
       }
     }
   }

@@ -143,12 +143,19 @@ export function runQuantTask(task: QuantTask): QuantTaskResult {
       q = quantizeRows(values, rows, cols, task.config, transposed);
     } else {
       const values = taskRows(task);
-      q = task.gptq ? gptqQuantizeRows(values, rows, cols, hessian, task.config, task.gptq) : quantizeRows(values, rows, cols, task.config);
-      const e = outputError(values, dequantizeRows(q), rows, cols, hessian);
-      q.stats.outputSse = e.sse;
-      q.stats.outputNorm = e.norm;
-      // What plain rounding with the same scale search leaves, for comparison in the report.
-      if (task.gptq) q.stats.nearestOutputSse = outputError(values, dequantizeRows(quantizeRows(values, rows, cols, task.config)), rows, cols, hessian, false).sse;
+      if (task.gptq) {
+        // GPTQ gives its output error itself; one pass over H gives what plain rounding with the
+        // same scale search leaves (for comparison in the report) and ||X W||^2.
+        q = gptqQuantizeRows(values, rows, cols, hessian, task.config, task.gptq);
+        const e = outputError(values, dequantizeRows(quantizeRows(values, rows, cols, task.config)), rows, cols, hessian);
+        q.stats.nearestOutputSse = e.sse;
+        q.stats.outputNorm = e.norm;
+      } else {
+        q = quantizeRows(values, rows, cols, task.config);
+        const e = outputError(values, dequantizeRows(q), rows, cols, hessian);
+        q.stats.outputSse = e.sse;
+        q.stats.outputNorm = e.norm;
+      }
     }
     const layouts = packLayouts(q, task.layouts);
     const { codes: _c, scales: _s, zeroPoints: _z, scaleCodes: _sc, scaleGroupScales: _sg, ...result } = q;
