@@ -92,7 +92,7 @@ export interface WeightQuantOptions {
   gather?: boolean;
   /** nf4: double-quantize the block scales. Default true. */
   doubleQuant?: boolean;
-  /** Worker threads; 0 runs in this thread; default: one per core for jobs over 1M weights. */
+  /** Worker threads; 0 runs in this thread; default: one per core (src/quant/pool.ts) for jobs over 1M weights. */
   workers?: number;
   /** Weights per quantization task at most (larger weights are cut into parts); default: by thread count, at most 16M. */
   maxPartWeights?: number;

@@ -4,10 +4,20 @@
  * only when a worker is free, so memory holds `workers` source tensors at a time (plus the
  * quantized results). The worker entry is worker.ts/worker.js beside this file.
  */
-import { defaultWorkerCount, siblingModule, WorkerPool } from '../workers/pool.js';
+import { availableParallelism } from 'node:os';
+import { siblingModule, WorkerPool } from '../workers/pool.js';
 import { runQuantTask, type QuantTask, type QuantTaskResult } from './task.js';
 
-export { defaultWorkerCount };
+/**
+ * Default quantization threads: one per core the process may use, without the pool's general cap
+ * of 16. Quantization is compute-bound and its main thread only waits and rewrites the graph, so
+ * every core adds throughput. Memory does not grow with the thread count: the pass cuts parts of
+ * about total / (3 x threads) weights (1M to 16M, weight-quant.ts), so the parts in flight hold
+ * about a third of the weights whatever the count (more only where parts are at their 1M floor).
+ */
+export function defaultWorkerCount(): number {
+  return Math.max(1, availableParallelism());
+}
 
 export interface RunTasksOptions {
   /** Worker threads; 0 runs every task in this thread. */
