@@ -60,6 +60,12 @@ export interface CompileOptions {
   calib?: string;
   /** Raise the default-domain opset to this version (--opset); --quant-format qdq raises it to 21 by itself. */
   opset?: number;
+  /**
+   * Worker threads for weight quantization and for computing merged LoRA weights ahead of the
+   * writer; 0 does all work in this thread. Default: one per core (for work large enough to pay).
+   * Output bytes do not depend on it.
+   */
+  workers?: number;
   log?: (message: string) => void;
   onReport?: (report: PassReport) => void;
 }
@@ -156,6 +162,7 @@ function weightQuantOptions(p: Prepared): WeightQuantOptions {
     symmetric: wq.symmetric,
     format: wq.format ?? (p.options.target === 'xla' ? 'qdq' : 'matmulnbits'),
     exclude: wq.exclude,
+    ...(p.options.workers !== undefined ? { workers: p.options.workers } : {}),
   };
 }
 
@@ -169,7 +176,7 @@ function finish(p: Prepared, hessians: Map<string, Float64Array> | undefined, ca
   }
   const after = summarizeModel(model);
   const t2 = performance.now();
-  const written = saveModel(model, p.output, { externalData: options.externalData });
+  const written = saveModel(model, p.output, { externalData: options.externalData, ...(options.workers !== undefined ? { workers: options.workers } : {}) });
   const t3 = performance.now();
   return {
     input: p.input,

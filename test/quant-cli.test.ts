@@ -104,6 +104,16 @@ describe('peftc compile --quant (CLI)', () => {
     expect(fused.every((n) => n.inputs.length === 3)).toBe(true);
   });
 
+  it('--workers 0 and --workers 2 write the same bytes', () => {
+    const outs = ['0', '2'].map((w) => {
+      const out = join(tmp, `cli-workers-${w}.onnx`);
+      const r = peftc('compile', model, '--quant', 'int4', '--workers', w, '-o', out);
+      expect(r.status, r.stderr).toBe(0);
+      return readFileSync(out);
+    });
+    expect(outs[0]!.equals(outs[1]!)).toBe(true);
+  });
+
   it('refuses what it cannot do, exit code 2, nothing written', () => {
     const out = join(tmp, 'refused.onnx');
     const cases: Array<[string[], RegExp]> = [
@@ -114,6 +124,8 @@ describe('peftc compile --quant (CLI)', () => {
       // qdq raises an older model to opset 21 by itself (test/opset-upgrade.test.ts); an explicit lower --opset is refused.
       [['--quant', 'int4', '--quant-format', 'qdq', '--opset', '19'], /opset 21.*opset 19/],
       [['--opset', '22'], /target opset 22 is not supported/],
+      [['--quant', 'int4', '--workers', '-1'], /--workers takes a whole number/],
+      [['--quant', 'int4', '--workers', '1.5'], /--workers takes a whole number/],
     ];
     for (const [args, message] of cases) {
       const r = peftc('compile', model, ...args, '-o', out);

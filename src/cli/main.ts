@@ -82,10 +82,12 @@ async function main(): Promise<void> {
           .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON on stdout instead of text' })
           .option('check', { type: 'boolean', default: false, describe: 'run the IR invariant checker after every pass' })
           .option('fold-size-limit', { type: 'number', default: 1 << 20, describe: 'largest constant (bytes) folding may create beyond what it frees' })
+          .option('workers', { type: 'number', describe: 'worker threads for quantization and LoRA merge (0: none; default one per core); the output does not depend on it' })
           .option('external-data', { choices: ['auto', 'all', 'none'] as const, default: 'auto' as const, describe: 'where weights go: auto keeps external weights external and moves all out past 2 GiB' }),
       async (args) => {
         const log = (m: string) => process.stderr.write(`${m}\n`);
         if (args.report) resolveOutputPath(args.report, args.report); // fail before writing anything
+        if (args.workers !== undefined && !(Number.isInteger(args.workers) && args.workers >= 0)) throw new PeftcError(`--workers takes a whole number of threads, 0 or more (got ${args.workers})`);
         if (args.symmetric && args.asymmetric) throw new PeftcError('--symmetric and --asymmetric contradict each other; give one');
         if (!args.json) log(`peftc compile ${args.model} --target ${args.target} --quant ${args.quant}`);
         const result = await compileModelAsync(args.model, {
@@ -99,6 +101,7 @@ async function main(): Promise<void> {
           keepLora: args['keep-lora'],
           ...(args.calib !== undefined ? { calib: args.calib } : {}),
           ...(args.opset !== undefined ? { opset: args.opset } : {}),
+          ...(args.workers !== undefined ? { workers: args.workers } : {}),
           weightQuant: {
             method: args['quant-method'],
             blockSize: args['block-size'],
