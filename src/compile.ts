@@ -40,6 +40,12 @@ export interface WeightQuantSettings {
   format?: WeightQuantFormat;
   /** Node or weight names kept in full precision. */
   exclude?: string[];
+  /** Type of stored scales: 'auto' (the weight's own; MatMulNBits needs that), or float32/float16 (qdq). */
+  scaleDtype?: 'auto' | 'float32' | 'float16';
+  /** Also quantize Gather tables (embeddings) along their last axis. */
+  embeddings?: boolean;
+  /** MatMulNBits accuracy_level 0..4 (0: attribute left out). */
+  accuracyLevel?: number;
 }
 
 export interface CompileOptions {
@@ -162,6 +168,9 @@ function weightQuantOptions(p: Prepared): WeightQuantOptions {
     symmetric: wq.symmetric,
     format: wq.format ?? (p.options.target === 'xla' ? 'qdq' : 'matmulnbits'),
     exclude: wq.exclude,
+    ...(wq.scaleDtype !== undefined ? { scaleDtype: wq.scaleDtype } : {}),
+    ...(wq.embeddings !== undefined ? { gather: wq.embeddings } : {}),
+    ...(wq.accuracyLevel !== undefined ? { accuracyLevel: wq.accuracyLevel } : {}),
     ...(p.options.workers !== undefined ? { workers: p.options.workers } : {}),
   };
 }

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compileModel } from '../src/compile.js';
 import { loadModel } from '../src/onnx/io.js';
+import { DataType } from '../src/ir/dtype.js';
 import { runModel } from '../src/runtime/ort.js';
 import { readDataSet } from '../src/runtime/testdata.js';
 import type { LayerQuantReport } from '../passes/weight-quant.js';
@@ -104,6 +105,29 @@ describe('peftc compile --quant (CLI)', () => {
     expect(fused.every((n) => n.inputs.length === 3)).toBe(true);
   });
 
+  it('--quant-embeddings, --scale-dtype, --accuracy-level reach the emitted model, which onnxruntime runs', async () => {
+    const cases: Array<[string[], (m: ReturnType<typeof loadModel>) => void]> = [
+      [['--quant-embeddings'], (m) => expect(m.graph.nodes.filter((n) => n.opType === 'GatherBlockQuantized').length).toBe(1)],
+      [['--accuracy-level', '4'], (m) => {
+        const q = m.graph.nodes.filter((n) => n.opType === 'MatMulNBits');
+        expect(q.length).toBeGreaterThan(0);
+        expect(q.every((n) => { const a = n.attribute('accuracy_level'); return a?.type === 'int' && a.value === 4n; })).toBe(true);
+      }],
+      [['--quant-format', 'qdq', '--scale-dtype', 'float16'], (m) => {
+        const dq = m.graph.nodes.filter((n) => n.opType === 'DequantizeLinear');
+        expect(dq.length).toBeGreaterThan(0);
+        expect(dq.every((n) => n.inputs[1]!.initializer?.dtype === DataType.FLOAT16)).toBe(true);
+      }],
+    ];
+    for (const [args, check] of cases) {
+      const out = join(tmp, `cli-opts-${args.join('_')}.onnx`);
+      const r = peftc('compile', model, '--quant', 'int4', ...args, '-o', out);
+      expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      check(loadModel(out));
+      expect(await outputError(out, 'llama-static'), args.join(' ')).toBeLessThan(0.2);
+    }
+  });
+
   it('--workers 0 and --workers 2 write the same bytes', () => {
     const outs = ['0', '2'].map((w) => {
       const out = join(tmp, `cli-workers-${w}.onnx`);
@@ -125,6 +149,8 @@ describe('peftc compile --quant (CLI)', () => {
       [['--quant', 'int4', '--quant-format', 'qdq', '--opset', '19'], /opset 21.*opset 19/],
       [['--opset', '22'], /target opset 22 is not supported/],
       [['--quant', 'int4', '--workers', '-1'], /--workers takes a whole number/],
+      [['--quant', 'int4', '--accuracy-level', '7'], /accuracy level 7/],
+      [['--quant', 'int4', '--scale-dtype', 'float16'], /scales need --quant-format qdq/],
       [['--quant', 'int4', '--workers', '1.5'], /--workers takes a whole number/],
     ];
     for (const [args, message] of cases) {

@@ -74,6 +74,9 @@ async function main(): Promise<void> {
           .option('asymmetric', { type: 'boolean', describe: 'weight-only: zero points per block (the default)' })
           .option('quant-format', { choices: QUANT_FORMATS, describe: 'weight-only: matmulnbits (onnxruntime contrib ops; default for cpu/cuda) or qdq (standard DequantizeLinear, opset 21; older models are raised to 21)' })
           .option('opset', { type: 'number', describe: 'raise the default-domain opset to N (up to 21, from 11 or newer), rewriting operators whose form changed' })
+          .option('scale-dtype', { choices: ['auto', 'float32', 'float16'] as const, describe: "weight-only: type of the stored scales (auto: the weight's own, which MatMulNBits requires; float32/float16 with --quant-format qdq)" })
+          .option('quant-embeddings', { type: 'boolean', describe: 'weight-only: also quantize Gather tables (embeddings) along their last axis (GatherBlockQuantized, or DequantizeLinear with qdq)' })
+          .option('accuracy-level', { type: 'number', describe: 'weight-only: MatMulNBits accuracy_level 0..4 (compute type onnxruntime may use for A; 0 leaves it out)' })
           .option('exclude', { type: 'string', array: true, describe: 'weight-only: node or weight name (substring, or * ? glob) to keep in full precision (repeatable)' })
           .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'output .onnx file, or a folder' })
           .option('lora', { type: 'string', array: true, describe: 'PEFT adapter folder to merge, optionally with a weight: DIR[:WEIGHT] (repeatable)' })
@@ -108,6 +111,9 @@ async function main(): Promise<void> {
             symmetric: args.symmetric === true,
             format: args['quant-format'],
             exclude: args.exclude,
+            ...(args['scale-dtype'] !== undefined ? { scaleDtype: args['scale-dtype'] } : {}),
+            ...(args['quant-embeddings'] !== undefined ? { embeddings: args['quant-embeddings'] } : {}),
+            ...(args['accuracy-level'] !== undefined ? { accuracyLevel: args['accuracy-level'] } : {}),
           },
           log,
           onReport: args.json ? undefined : (r) => log(formatPassLine(r)),
