@@ -36,7 +36,7 @@
  */
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../ir/dtype.js';
 import { NF4_CODE_BOOK, nearestNf4 } from './nf4.js';
-import { LOHI_AT, quantSimd, SIMD_DATA_AT, SIMD_TILE_ROWS, type QuantSimd } from './quant-simd.js';
+import { CAND_AT, LOHI_AT, MAX_CANDIDATES, quantSimd, SCORE_AT, SIMD_DATA_AT, SIMD_TILE_ROWS, type QuantSimd } from './quant-simd.js';
 
 export type QuantMethod = 'rtn' | 'mse';
 export type QuantFormat = 'int' | 'nf4';
@@ -290,15 +290,44 @@ function chooseIntBlock(x: Float32Array, start: number, end: number, c: QuantCon
   if (best[2] === 0) return rtnSse;
 
   const steps = c.mseGrid;
-  for (let i = 0; i < steps; i++) {
-    const alpha = steps === 1 ? 1 : 1 - (i * (1 - c.mseMinShrink)) / (steps - 1);
-    if (c.symmetric) {
-      const ma = fround(alpha * m);
-      if (i > 0) considerInt(x, start, end, storedScale(fround(ma / -mid), c.scaleDtype), mid, maxq, best, lo, hi);
-      considerInt(x, start, end, storedScale(fround(ma / (mid - 1)), c.scaleDtype), mid, maxq, best, lo, hi);
-    } else if (i > 0) {
-      asymmetricParams(fround(alpha * lo), fround(alpha * hi), maxq, c.scaleDtype, tmp);
-      considerInt(x, start, end, tmp[0]!, tmp[1]!, maxq, best, lo, hi);
+  if (x === simdX && (end - start) % 4 === 0 && 2 * steps <= MAX_CANDIDATES) {
+    // The same candidates in the same order, scored by the kernel in one call (see quant-simd.ts).
+    const cand = simdCand!;
+    let n = 0;
+    const add = (sc: number, z: number) => {
+      cand[3 * n] = sc !== 0 ? fround(1 / sc) : 0;
+      cand[3 * n + 1] = z;
+      cand[3 * n + 2] = sc;
+      n++;
+    };
+    for (let i = 1 - (c.symmetric ? 1 : 0); i < steps; i++) {
+      const alpha = steps === 1 ? 1 : 1 - (i * (1 - c.mseMinShrink)) / (steps - 1);
+      if (c.symmetric) {
+        const ma = fround(alpha * m);
+        if (i > 0) add(storedScale(fround(ma / -mid), c.scaleDtype), mid);
+        add(storedScale(fround(ma / (mid - 1)), c.scaleDtype), mid);
+      } else {
+        asymmetricParams(fround(alpha * lo), fround(alpha * hi), maxq, c.scaleDtype, tmp);
+        add(tmp[0]!, tmp[1]!);
+      }
+    }
+    const won = simdK!.score(simdBase + start * 4, (end - start) >> 2, CAND_AT, n, maxq, best[2]!);
+    if (won > 0) {
+      best[0] = cand[3 * (won - 1) + 2]!;
+      best[1] = cand[3 * (won - 1) + 1]!;
+      best[2] = simdScore![0]!;
+    }
+  } else {
+    for (let i = 0; i < steps; i++) {
+      const alpha = steps === 1 ? 1 : 1 - (i * (1 - c.mseMinShrink)) / (steps - 1);
+      if (c.symmetric) {
+        const ma = fround(alpha * m);
+        if (i > 0) considerInt(x, start, end, storedScale(fround(ma / -mid), c.scaleDtype), mid, maxq, best, lo, hi);
+        considerInt(x, start, end, storedScale(fround(ma / (mid - 1)), c.scaleDtype), mid, maxq, best, lo, hi);
+      } else if (i > 0) {
+        asymmetricParams(fround(alpha * lo), fround(alpha * hi), maxq, c.scaleDtype, tmp);
+        considerInt(x, start, end, tmp[0]!, tmp[1]!, maxq, best, lo, hi);
+      }
     }
   }
   // Least-squares refit for the winning codes (twice: the codes move with the scale).
@@ -435,6 +464,9 @@ const SIMD_MAX_CODES = 1 << 30;
 let simdK: QuantSimd | null = null;
 let simdX: Float32Array | null = null;
 let simdBase = 0;
+/** The score kernel's candidates (inv, z, s) and its result, views of the kernels' memory. */
+let simdCand: Float32Array | null = null;
+let simdScore: Float64Array | null = null;
 
 /**
  * Quantizes `values` ([rows, cols], row-major, float32) block by block along `cols`. With
@@ -534,6 +566,8 @@ function quantizeIntRows(
     out = new Uint8Array(mem, codesAt, n);
     simdK = k;
     simdX = tile;
+    simdCand = new Float32Array(mem, CAND_AT, 3 * MAX_CANDIDATES);
+    simdScore = new Float64Array(mem, SCORE_AT, 1);
     simdBase = transposed ? tileAt : SIMD_DATA_AT;
   } else tile = transposed ? new Float32Array(ROW_TILE * bs) : values;
   let sse = 0;
@@ -607,6 +641,8 @@ function quantizeIntRows(
   } finally {
     simdK = null;
     simdX = null;
+    simdCand = null;
+    simdScore = null;
   }
   acc[0] = sse;
   acc[1] = maxAbs;

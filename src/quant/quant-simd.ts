@@ -18,6 +18,12 @@
  *   sse(ptr, groups, inv, z, s, maxq, bound) -> float64: the sum of (v - deq)^2 in index order
  *       (lane by lane, as the scalar loop adds), returned as soon as it reaches `bound` (checked
  *       every four values: the sum never decreases, so stopping later changes no comparison).
+ *   score(ptr, groups, cand, count, maxq, best) -> i32: sse of the block for each of `count`
+ *       candidates (float32 inv, z, s at cand + 12 c) in order, each bounded by the best so far
+ *       (initially `best`); a candidate wins only when strictly below it, as the scalar search.
+ *       Returns 1 + the index of the last winner (0: none) and stores its sse at SCORE_AT. One
+ *       call per block instead of one per candidate: calls from JavaScript cost more than a
+ *       candidate's arithmetic.
  *   gather(src, rowBytes, groups, len, dst, bsBytes, lohi): the transposing gather of a tile: for
  *       4 * groups rows j and len values k, dst[j * bs + k] = src[k * rows + j] (float32), the
  *       smallest and largest value of each row j to lohi[j] and lohi[64 + j], and v - v of every
@@ -227,16 +233,42 @@ function gatherBody(): number[] {
   ];
 }
 
+/** score: params ptr, groups, cand, count, maxq, best; locals idx, c (i32), r (f64). */
+function scoreBody(): number[] {
+  const [ptr, groups, cand, count, maxq, best] = [0, 1, 2, 3, 4, 5];
+  const [idx, c, r] = [6, 7, 8];
+  const f32Load = (offset: number) => [0x2a, 2, ...uleb(offset)];
+  const body = [
+    ...get(ptr), ...get(groups),
+    ...get(cand), ...f32Load(0),
+    ...get(cand), ...f32Load(4),
+    ...get(cand), ...f32Load(8),
+    ...get(maxq), ...get(best),
+    0x10, 1, // call sse
+    ...set(r),
+    ...bump(c, 1),
+    // if (r < best) { best = r; idx = c }
+    ...get(r), ...get(best), 0x63, 0x04, 0x40, ...get(r), ...set(best), ...get(c), ...set(idx), 0x0b,
+    ...bump(cand, 12),
+  ];
+  return [...vec([[2, I32], [1, F64]]), ...countedLoop(count, body), ...i32c(SCORE_AT), ...get(best), 0x39, 3, 0, ...get(idx), 0x0b];
+}
+
 function moduleBytes(): Uint8Array {
   const fnType = (params: number[], results: number[]) => [0x60, ...vec(params.map((p) => [p])), ...vec(results.map((r) => [r]))];
   const types = section(
     1,
-    vec([fnType([I32, I32, F32, F32, F32, F32, I32], []), fnType([I32, I32, F32, F32, F32, F32, F64], [F64]), fnType([I32, I32, I32, I32, I32, I32, I32], [])]),
+    vec([
+      fnType([I32, I32, F32, F32, F32, F32, I32], []),
+      fnType([I32, I32, F32, F32, F32, F32, F64], [F64]),
+      fnType([I32, I32, I32, I32, I32, I32, I32], []),
+      fnType([I32, I32, I32, I32, F32, F64], [I32]),
+    ]),
   );
   const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 1]]));
-  const funcs = section(3, vec([[0], [1], [2]]));
-  const exports = section(7, vec([[...name('codes'), 0x00, 0], [...name('sse'), 0x00, 1], [...name('gather'), 0x00, 2]]));
-  const bodies = [codesBody(), sseBody(), gatherBody()].map((b) => [...uleb(b.length), ...b]);
+  const funcs = section(3, vec([[0], [1], [2], [3]]));
+  const exports = section(7, vec([[...name('codes'), 0x00, 0], [...name('sse'), 0x00, 1], [...name('gather'), 0x00, 2], [...name('score'), 0x00, 3]]));
+  const bodies = [codesBody(), sseBody(), gatherBody(), scoreBody()].map((b) => [...uleb(b.length), ...b]);
   const code = section(10, vec(bodies));
   return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...imports, ...funcs, ...exports, ...code]);
 }
@@ -254,19 +286,24 @@ const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 
 /**
  * The memory's fixed part: bytes 0-47 the codes kernel's sums (sse, sum of squares, max), 48-63
- * the gather's finiteness check, 64-575 the gather's row minima and maxima (64 rows each); the
- * caller's data from SIMD_DATA_AT on.
+ * the gather's finiteness check, 64-575 the gather's row minima and maxima (64 rows each),
+ * 576-583 the score's best sse, 1024-4095 the score's candidates (256 at most); the caller's
+ * data from SIMD_DATA_AT on.
  */
 export const STATS_BYTES = 64;
 export const LOHI_AT = 64;
 export const SIMD_TILE_ROWS = 64;
-export const SIMD_DATA_AT = 1024;
+export const SCORE_AT = 576;
+export const CAND_AT = 1024;
+export const MAX_CANDIDATES = 256;
+export const SIMD_DATA_AT = 4096;
 
 export interface QuantSimd {
   memory: WasmMemory;
   codes(ptr: number, groups: number, inv: number, z: number, s: number, maxq: number, out: number): void;
   sse(ptr: number, groups: number, inv: number, z: number, s: number, maxq: number, bound: number): number;
   gather(src: number, rowBytes: number, groups: number, len: number, dst: number, bsBytes: number, lohi: number): void;
+  score(ptr: number, groups: number, cand: number, count: number, maxq: number, best: number): number;
   /** Grows the memory to at least `bytes`. */
   reserve(bytes: number): void;
 }
@@ -282,12 +319,13 @@ export function quantSimd(): QuantSimd | null {
       if (!wasm) throw new Error('no WebAssembly');
       const memory = new wasm.Memory({ initial: 1 });
       const instance = new wasm.Instance(new wasm.Module(moduleBytes()), { env: { memory } });
-      const e = instance.exports as unknown as Pick<QuantSimd, 'codes' | 'sse' | 'gather'>;
+      const e = instance.exports as unknown as Pick<QuantSimd, 'codes' | 'sse' | 'gather' | 'score'>;
       kernels = {
         memory,
         codes: e.codes,
         sse: e.sse,
         gather: e.gather,
+        score: e.score,
         reserve(bytes: number) {
           const have = memory.buffer.byteLength;
           if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
