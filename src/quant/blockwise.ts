@@ -36,7 +36,7 @@
  */
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../ir/dtype.js';
 import { NF4_CODE_BOOK, nearestNf4 } from './nf4.js';
-import { CAND_AT, LOHI_AT, MAX_CANDIDATES, quantSimd, SCORE_AT, SIMD_DATA_AT, SIMD_TILE_ROWS, type QuantSimd } from './quant-simd.js';
+import { CAND_AT, LOHI_AT, MAX_CANDIDATES, MOMENTS_AT, quantSimd, SCORE_AT, SIMD_DATA_AT, SIMD_TILE_ROWS, type QuantSimd } from './quant-simd.js';
 
 export type QuantMethod = 'rtn' | 'mse';
 export type QuantFormat = 'int' | 'nf4';
@@ -222,7 +222,21 @@ function refitInt(x: Float32Array, start: number, end: number, s: number, z: num
   let sv = 0;
   let svq = 0;
   const n = end - start;
-  for (let i = start; i < end; i++) {
+  let i = start;
+  if (x === simdX) {
+    // Whole groups of four in the kernel: the same integer sums, and the float sums in index order.
+    const groups = n >> 2;
+    if (groups > 0) {
+      simdK!.moments(simdBase + start * 4, groups, inv, z, s, maxq);
+      const qs = simdMomentsI!;
+      sq = qs[0]! + qs[1]! + qs[2]! + qs[3]!;
+      sqq = qs[4]! + qs[5]! + qs[6]! + qs[7]!;
+      sv = simdMomentsF![0]!;
+      svq = simdMomentsF![1]!;
+      i += groups * 4;
+    }
+  }
+  for (; i < end; i++) {
     const v = x[i]!;
     const y = fround(fround(v * inv) + z) + 0.5;
     const q = y <= 0 ? 0 : y >= maxq ? maxq : y | 0;
@@ -467,6 +481,9 @@ let simdBase = 0;
 /** The score kernel's candidates (inv, z, s) and its result, views of the kernels' memory. */
 let simdCand: Float32Array | null = null;
 let simdScore: Float64Array | null = null;
+/** The moments kernel's sums: int32 lanes of sum q and sum q^2, then float64 sum v and sum v q. */
+let simdMomentsI: Int32Array | null = null;
+let simdMomentsF: Float64Array | null = null;
 
 /**
  * Quantizes `values` ([rows, cols], row-major, float32) block by block along `cols`. With
@@ -568,6 +585,8 @@ function quantizeIntRows(
     simdX = tile;
     simdCand = new Float32Array(mem, CAND_AT, 3 * MAX_CANDIDATES);
     simdScore = new Float64Array(mem, SCORE_AT, 1);
+    simdMomentsI = new Int32Array(mem, MOMENTS_AT, 8);
+    simdMomentsF = new Float64Array(mem, MOMENTS_AT + 32, 2);
     simdBase = transposed ? tileAt : SIMD_DATA_AT;
   } else tile = transposed ? new Float32Array(ROW_TILE * bs) : values;
   let sse = 0;
@@ -643,6 +662,8 @@ function quantizeIntRows(
     simdX = null;
     simdCand = null;
     simdScore = null;
+    simdMomentsI = null;
+    simdMomentsF = null;
   }
   acc[0] = sse;
   acc[1] = maxAbs;

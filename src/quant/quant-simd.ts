@@ -24,6 +24,9 @@
  *       Returns 1 + the index of the last winner (0: none) and stores its sse at SCORE_AT. One
  *       call per block instead of one per candidate: calls from JavaScript cost more than a
  *       candidate's arithmetic.
+ *   moments(ptr, groups, inv, z, s, maxq): for the codes q of the block, sum q and sum q^2 (int32x4
+ *       lanes, exact) at MOMENTS_AT, sum v and sum v q (float64, in index order) after them: the
+ *       least-squares refit's inputs.
  *   gather(src, rowBytes, groups, len, dst, bsBytes, lohi): the transposing gather of a tile: for
  *       4 * groups rows j and len values k, dst[j * bs + k] = src[k * rows + j] (float32), the
  *       smallest and largest value of each row j to lohi[j] and lohi[64 + j], and v - v of every
@@ -233,6 +236,41 @@ function gatherBody(): number[] {
   ];
 }
 
+/** moments: params ptr, groups, inv, z, s, maxq; locals 8 v128, sq, sqq, w, pq (v128), sv, svq (f64). */
+function momentsBody(): number[] {
+  const { code, l } = prologue(6);
+  const [sq, sqq, w, pq, sv, svq] = [14, 15, 16, 17, 18, 19];
+  const I32X4_ADD = simd(0xae);
+  const I32X4_MUL = simd(0xb5);
+  const F64X2_CONVERT_LOW_I32X4_S = simd(0xfe);
+  const high = (local: number) => [...get(local), ...get(local), ...I8X16_SHUFFLE_HIGH_PAIR];
+  const pair = (hi: boolean) => [
+    ...(hi ? high(l.v) : get(l.v)), ...F64X2_PROMOTE_LOW, ...set(w),
+    ...(hi ? high(l.qi) : get(l.qi)), ...F64X2_CONVERT_LOW_I32X4_S, ...get(w), ...F64X2_MUL, ...set(pq),
+    ...get(sv), ...get(w), ...F64X2_EXTRACT(0), ...F64_ADD, ...get(w), ...F64X2_EXTRACT(1), ...F64_ADD, ...set(sv),
+    ...get(svq), ...get(pq), ...F64X2_EXTRACT(0), ...F64_ADD, ...get(pq), ...F64X2_EXTRACT(1), ...F64_ADD, ...set(svq),
+  ];
+  const body = [
+    ...quantizeFour(l),
+    ...get(sq), ...get(l.qi), ...I32X4_ADD, ...set(sq),
+    ...get(sqq), ...get(l.qi), ...get(l.qi), ...I32X4_MUL, ...I32X4_ADD, ...set(sqq),
+    ...pair(false),
+    ...pair(true),
+    ...bump(P_PTR, 16),
+  ];
+  const f64Store = (offset: number) => [0x39, 3, ...uleb(offset)];
+  return [
+    ...vec([[12, V128], [2, F64]]),
+    ...code,
+    ...countedLoop(P_GROUPS, body),
+    ...i32c(0), ...get(sq), ...simd(0x0b, 2, ...uleb(MOMENTS_AT)),
+    ...i32c(0), ...get(sqq), ...simd(0x0b, 2, ...uleb(MOMENTS_AT + 16)),
+    ...i32c(0), ...get(sv), ...f64Store(MOMENTS_AT + 32),
+    ...i32c(0), ...get(svq), ...f64Store(MOMENTS_AT + 40),
+    0x0b,
+  ];
+}
+
 /** score: params ptr, groups, cand, count, maxq, best; locals idx, c (i32), r (f64). */
 function scoreBody(): number[] {
   const [ptr, groups, cand, count, maxq, best] = [0, 1, 2, 3, 4, 5];
@@ -263,12 +301,16 @@ function moduleBytes(): Uint8Array {
       fnType([I32, I32, F32, F32, F32, F32, F64], [F64]),
       fnType([I32, I32, I32, I32, I32, I32, I32], []),
       fnType([I32, I32, I32, I32, F32, F64], [I32]),
+      fnType([I32, I32, F32, F32, F32, F32], []),
     ]),
   );
   const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 1]]));
-  const funcs = section(3, vec([[0], [1], [2], [3]]));
-  const exports = section(7, vec([[...name('codes'), 0x00, 0], [...name('sse'), 0x00, 1], [...name('gather'), 0x00, 2], [...name('score'), 0x00, 3]]));
-  const bodies = [codesBody(), sseBody(), gatherBody(), scoreBody()].map((b) => [...uleb(b.length), ...b]);
+  const funcs = section(3, vec([[0], [1], [2], [3], [4]]));
+  const exports = section(
+    7,
+    vec([[...name('codes'), 0x00, 0], [...name('sse'), 0x00, 1], [...name('gather'), 0x00, 2], [...name('score'), 0x00, 3], [...name('moments'), 0x00, 4]]),
+  );
+  const bodies = [codesBody(), sseBody(), gatherBody(), scoreBody(), momentsBody()].map((b) => [...uleb(b.length), ...b]);
   const code = section(10, vec(bodies));
   return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...imports, ...funcs, ...exports, ...code]);
 }
@@ -287,13 +329,14 @@ const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 /**
  * The memory's fixed part: bytes 0-47 the codes kernel's sums (sse, sum of squares, max), 48-63
  * the gather's finiteness check, 64-575 the gather's row minima and maxima (64 rows each),
- * 576-583 the score's best sse, 1024-4095 the score's candidates (256 at most); the caller's
+ * 576-583 the score's best sse, 640-687 the moments (int32x4 sum q, sum q^2; float64 sum v, sum v q), 1024-4095 the score's candidates (256 at most); the caller's
  * data from SIMD_DATA_AT on.
  */
 export const STATS_BYTES = 64;
 export const LOHI_AT = 64;
 export const SIMD_TILE_ROWS = 64;
 export const SCORE_AT = 576;
+export const MOMENTS_AT = 640;
 export const CAND_AT = 1024;
 export const MAX_CANDIDATES = 256;
 export const SIMD_DATA_AT = 4096;
@@ -304,6 +347,7 @@ export interface QuantSimd {
   sse(ptr: number, groups: number, inv: number, z: number, s: number, maxq: number, bound: number): number;
   gather(src: number, rowBytes: number, groups: number, len: number, dst: number, bsBytes: number, lohi: number): void;
   score(ptr: number, groups: number, cand: number, count: number, maxq: number, best: number): number;
+  moments(ptr: number, groups: number, inv: number, z: number, s: number, maxq: number): void;
   /** Grows the memory to at least `bytes`. */
   reserve(bytes: number): void;
 }
@@ -319,13 +363,14 @@ export function quantSimd(): QuantSimd | null {
       if (!wasm) throw new Error('no WebAssembly');
       const memory = new wasm.Memory({ initial: 1 });
       const instance = new wasm.Instance(new wasm.Module(moduleBytes()), { env: { memory } });
-      const e = instance.exports as unknown as Pick<QuantSimd, 'codes' | 'sse' | 'gather' | 'score'>;
+      const e = instance.exports as unknown as Pick<QuantSimd, 'codes' | 'sse' | 'gather' | 'score' | 'moments'>;
       kernels = {
         memory,
         codes: e.codes,
         sse: e.sse,
         gather: e.gather,
         score: e.score,
+        moments: e.moments,
         reserve(bytes: number) {
           const have = memory.buffer.byteLength;
           if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
