@@ -36,7 +36,7 @@
  */
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../ir/dtype.js';
 import { NF4_CODE_BOOK, nearestNf4 } from './nf4.js';
-import { CAND_AT, LOHI_AT, MAX_CANDIDATES, MOMENTS_AT, quantSimd, SCORE_AT, SIMD_DATA_AT, SIMD_TILE_ROWS, type QuantSimd } from './quant-simd.js';
+import { CAND_AT, LOHI_AT, MAX_CANDIDATES, MOMENTS_AT, quantSimd, ROW_PARAMS_AT, SCORE_AT, SIMD_DATA_AT, SIMD_TILE_ROWS, type QuantSimd } from './quant-simd.js';
 
 export type QuantMethod = 'rtn' | 'mse';
 export type QuantFormat = 'int' | 'nf4';
@@ -564,6 +564,7 @@ function quantizeIntRows(
   // Memory (kernels): [fixed part][source, n floats][tile, ROW_TILE x bs floats][codes, n bytes].
   // A source already at SIMD_DATA_AT (task.ts reads it there) is used in place.
   let src = values;
+  let rowParams: Float32Array | null = null; // codesRows' (inv, z, s) per tile row
   let tile: Float32Array;
   let out = codes;
   let lohi: Float32Array | null = null;
@@ -587,6 +588,7 @@ function quantizeIntRows(
     simdScore = new Float64Array(mem, SCORE_AT, 1);
     simdMomentsI = new Int32Array(mem, MOMENTS_AT, 8);
     simdMomentsF = new Float64Array(mem, MOMENTS_AT + 32, 2);
+    rowParams = new Float32Array(mem, ROW_PARAMS_AT, 3 * SIMD_TILE_ROWS);
     simdBase = transposed ? tileAt : SIMD_DATA_AT;
   } else tile = transposed ? new Float32Array(ROW_TILE * bs) : values;
   let sse = 0;
@@ -628,8 +630,14 @@ function quantizeIntRows(
           let o = r * cols + c0;
           let i = start;
           if (k) {
+            // Whole groups of four by the kernel: a tile's rows in one call after this loop
+            // (calls into WebAssembly cost more than a block's arithmetic), a row's in one here.
             const groups = len >> 2;
-            if (groups > 0) k.codes(simdBase + start * 4, groups, inv, z, s, maxq, codesAt + o);
+            if (groups > 0 && transposed) {
+              rowParams![3 * j] = inv;
+              rowParams![3 * j + 1] = z;
+              rowParams![3 * j + 2] = s;
+            } else if (groups > 0) k.codes(simdBase + start * 4, groups, inv, z, s, maxq, codesAt + o);
             i += groups * 4;
             o += groups * 4;
           }
@@ -645,6 +653,7 @@ function quantizeIntRows(
             if (a > maxAbs) maxAbs = a;
           }
         }
+        if (k && transposed && len >= 4) k.codesRows(tileAt, tr, len >> 2, bs * 4, ROW_PARAMS_AT, maxq, codesAt + r0 * cols + c0, cols);
       }
     }
     if (k) {

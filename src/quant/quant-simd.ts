@@ -24,6 +24,9 @@
  *       Returns 1 + the index of the last winner (0: none) and stores its sse at SCORE_AT. One
  *       call per block instead of one per candidate: calls from JavaScript cost more than a
  *       candidate's arithmetic.
+ *   codesRows(ptr, rows, groups, rowBytes, params, maxq, out, outStride): codes for `rows` blocks
+ *       of 4 * groups values, block j at ptr + j * rowBytes with float32 (inv, z, s) at
+ *       params + 12 j, its codes at out + j * outStride: one call per tile instead of one per block.
  *   moments(ptr, groups, inv, z, s, maxq): for the codes q of the block, sum q and sum q^2 (int32x4
  *       lanes, exact) at MOMENTS_AT, sum v and sum v q (float64, in index order) after them: the
  *       least-squares refit's inputs.
@@ -271,6 +274,24 @@ function momentsBody(): number[] {
   ];
 }
 
+/** codesRows: params ptr, rows, groups, rowBytes, params, maxq, out, outStride. */
+function codesRowsBody(): number[] {
+  const [ptr, rows, groups, rowBytes, params, maxq, out, outStride] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const f32Load = (offset: number) => [0x2a, 2, ...uleb(offset)];
+  const body = [
+    ...get(ptr), ...get(groups),
+    ...get(params), ...f32Load(0),
+    ...get(params), ...f32Load(4),
+    ...get(params), ...f32Load(8),
+    ...get(maxq), ...get(out),
+    0x10, 0, // call codes
+    ...get(ptr), ...get(rowBytes), ...I32_ADD, ...set(ptr),
+    ...get(out), ...get(outStride), ...I32_ADD, ...set(out),
+    ...bump(params, 12),
+  ];
+  return [...vec([]), ...countedLoop(rows, body), 0x0b];
+}
+
 /** score: params ptr, groups, cand, count, maxq, best; locals idx, c (i32), r (f64). */
 function scoreBody(): number[] {
   const [ptr, groups, cand, count, maxq, best] = [0, 1, 2, 3, 4, 5];
@@ -302,15 +323,16 @@ function moduleBytes(): Uint8Array {
       fnType([I32, I32, I32, I32, I32, I32, I32], []),
       fnType([I32, I32, I32, I32, F32, F64], [I32]),
       fnType([I32, I32, F32, F32, F32, F32], []),
+      fnType([I32, I32, I32, I32, I32, F32, I32, I32], []),
     ]),
   );
   const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 1]]));
-  const funcs = section(3, vec([[0], [1], [2], [3], [4]]));
+  const funcs = section(3, vec([[0], [1], [2], [3], [4], [5]]));
   const exports = section(
     7,
-    vec([[...name('codes'), 0x00, 0], [...name('sse'), 0x00, 1], [...name('gather'), 0x00, 2], [...name('score'), 0x00, 3], [...name('moments'), 0x00, 4]]),
+    vec([[...name('codes'), 0x00, 0], [...name('sse'), 0x00, 1], [...name('gather'), 0x00, 2], [...name('score'), 0x00, 3], [...name('moments'), 0x00, 4], [...name('codesRows'), 0x00, 5]]),
   );
-  const bodies = [codesBody(), sseBody(), gatherBody(), scoreBody(), momentsBody()].map((b) => [...uleb(b.length), ...b]);
+  const bodies = [codesBody(), sseBody(), gatherBody(), scoreBody(), momentsBody(), codesRowsBody()].map((b) => [...uleb(b.length), ...b]);
   const code = section(10, vec(bodies));
   return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...imports, ...funcs, ...exports, ...code]);
 }
@@ -329,8 +351,9 @@ const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 /**
  * The memory's fixed part: bytes 0-47 the codes kernel's sums (sse, sum of squares, max), 48-63
  * the gather's finiteness check, 64-575 the gather's row minima and maxima (64 rows each),
- * 576-583 the score's best sse, 640-687 the moments (int32x4 sum q, sum q^2; float64 sum v, sum v q), 1024-4095 the score's candidates (256 at most); the caller's
- * data from SIMD_DATA_AT on.
+ * 576-583 the score's best sse, 640-687 the moments (int32x4 sum q, sum q^2; float64 sum v,
+ * sum v q), 1024-4095 the score's candidates (256 at most), 4096-4863 codesRows' parameters (64
+ * rows); the caller's data from SIMD_DATA_AT on.
  */
 export const STATS_BYTES = 64;
 export const LOHI_AT = 64;
@@ -339,7 +362,8 @@ export const SCORE_AT = 576;
 export const MOMENTS_AT = 640;
 export const CAND_AT = 1024;
 export const MAX_CANDIDATES = 256;
-export const SIMD_DATA_AT = 4096;
+export const ROW_PARAMS_AT = 4096;
+export const SIMD_DATA_AT = 8192;
 
 export interface QuantSimd {
   memory: WasmMemory;
@@ -348,6 +372,7 @@ export interface QuantSimd {
   gather(src: number, rowBytes: number, groups: number, len: number, dst: number, bsBytes: number, lohi: number): void;
   score(ptr: number, groups: number, cand: number, count: number, maxq: number, best: number): number;
   moments(ptr: number, groups: number, inv: number, z: number, s: number, maxq: number): void;
+  codesRows(ptr: number, rows: number, groups: number, rowBytes: number, params: number, maxq: number, out: number, outStride: number): void;
   /** Grows the memory to at least `bytes`. */
   reserve(bytes: number): void;
 }
@@ -363,7 +388,7 @@ export function quantSimd(): QuantSimd | null {
       if (!wasm) throw new Error('no WebAssembly');
       const memory = new wasm.Memory({ initial: 1 });
       const instance = new wasm.Instance(new wasm.Module(moduleBytes()), { env: { memory } });
-      const e = instance.exports as unknown as Pick<QuantSimd, 'codes' | 'sse' | 'gather' | 'score' | 'moments'>;
+      const e = instance.exports as unknown as Pick<QuantSimd, 'codes' | 'sse' | 'gather' | 'score' | 'moments' | 'codesRows'>;
       kernels = {
         memory,
         codes: e.codes,
@@ -371,6 +396,7 @@ export function quantSimd(): QuantSimd | null {
         gather: e.gather,
         score: e.score,
         moments: e.moments,
+        codesRows: e.codesRows,
         reserve(bytes: number) {
           const have = memory.buffer.byteLength;
           if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
