@@ -61,15 +61,16 @@ export function matMulNBitsLayout(q: QuantizedRows): MatMulNBitsTensors {
   const B = new Uint8Array(N * nb * blobSize);
   // 4-bit with every row of codes and every blob 4-byte aligned (K and the block size multiples of
   // 4): whole blocks four codes at a time, one 32-bit load and one 16-bit store (little-endian, as
-  // the typed-array views of tensor bytes elsewhere assume). The last block of a row (which may be
-  // short) goes through the general loop below.
+  // the typed-array views of tensor bytes elsewhere assume). A short last block of a row goes
+  // through the general loop below (it pads with the zero point).
   const wide = bits === 4 && K % 4 === 0 && bs % 4 === 0 && codes.byteOffset % 4 === 0;
   const c32 = wide ? new Uint32Array(codes.buffer, codes.byteOffset, codes.length >> 2) : null;
   const b16 = wide ? new Uint16Array(B.buffer, B.byteOffset, B.length >> 1) : null;
+  const fastBlocks = !wide ? 0 : K % bs === 0 ? nb : nb - 1;
   for (let n = 0; n < N; n++) {
     if (c32 && b16) {
       const quads = bs >> 2;
-      for (let b = 0; b < nb - 1; b++) {
+      for (let b = 0; b < fastBlocks; b++) {
         let from = (n * K + b * bs) >> 2;
         let to = ((n * nb + b) * blobSize) >> 1;
         for (let t = 0; t < quads; t++, from++, to++) {
@@ -78,7 +79,7 @@ export function matMulNBitsLayout(q: QuantizedRows): MatMulNBitsTensors {
         }
       }
     }
-    for (let b = c32 ? nb - 1 : 0; b < nb; b++) {
+    for (let b = fastBlocks; b < nb; b++) {
       const z = zeroPointOf(q, n * nb + b);
       const src = n * K + b * bs;
       const len = Math.min(bs, K - b * bs);
