@@ -33,6 +33,16 @@ big = q.model.model.ByteSize() > (2 << 30) - (64 << 20)
 if os.path.exists(args.out + ".data"):
     os.remove(args.out + ".data")
 q.model.save_model_to_file(args.out, big)
+# peftc's default save is durable (fsync of the written files and their folder); do the same
+# here so both sides pay for the same durable write.
+for path in (args.out, args.out + ".data"):
+    if os.path.exists(path):
+        fd = os.open(path, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+dfd = os.open(os.path.dirname(os.path.abspath(args.out)), os.O_RDONLY)
+os.fsync(dfd)
+os.close(dfd)
 t_save = time.perf_counter()
 nodes = sum(1 for n in q.model.model.graph.node if n.op_type == "MatMulNBits")
 print(json.dumps({

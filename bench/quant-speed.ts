@@ -11,6 +11,9 @@ import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DataType } from '../src/ir/dtype.js';
+import { Tensor } from '../src/ir/tensor.js';
+import { OrtSession } from '../src/runtime/ort.js';
 import { fmt, MiB, printTable, runTask, type TaskResult } from './util.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -38,9 +41,33 @@ function runOrt(python: string, model: string, out: string, block: number): OrtR
   return JSON.parse(text.trim().split('\n').at(-1)!) as OrtRun;
 }
 
+/**
+ * onnxruntime CPU latency of one forward pass over input_ids [1, 8] (median of `runs` after 2
+ * warm-up runs), with one intra-op thread per core. At batch 1 every weight is read once per
+ * call, so the pass is bound by memory bandwidth and 4-bit weights should pay off.
+ */
+async function latency(model: string, runs: number): Promise<{ ms: number; createMs: number }> {
+  const t0 = performance.now();
+  const session = await OrtSession.create(model, { intraOpThreads: cpus().length });
+  const createMs = performance.now() - t0;
+  try {
+    const ids = Tensor.fromTypedArray('input_ids', DataType.INT64, [1, 8], BigInt64Array.from({ length: 8 }, (_, i) => BigInt(i * 7 + 1)));
+    for (let i = 0; i < 2; i++) await session.run({ input_ids: ids });
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t = performance.now();
+      await session.run({ input_ids: ids });
+      times.push(performance.now() - t);
+    }
+    return { ms: times.sort((a, b) => a - b)[Math.floor(runs / 2)]!, createMs };
+  } finally {
+    await session.release();
+  }
+}
+
 const median = <T extends { ms: number }>(runs: T[]): T => [...runs].sort((a, b) => a.ms - b.ms)[Math.floor(runs.length / 2)]!;
 
-export function benchQuantSpeed(opts: { dir: string; keep: boolean; repeat: number; layers: number; hidden: number; intermediate: number; vocab: number }): unknown {
+export async function benchQuantSpeed(opts: { dir: string; keep: boolean; repeat: number; layers: number; hidden: number; intermediate: number; vocab: number }): Promise<unknown> {
   const dir = join(opts.dir, 'quant-speed');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -85,6 +112,23 @@ export function benchQuantSpeed(opts: { dir: string; keep: boolean; repeat: numb
         `onnxruntime's time: load ${fmt(ort.loadMs / 1000, 1)} s, quantize ${fmt(ort.quantizeMs / 1000, 1)} s, save ${fmt(ort.saveMs / 1000, 1)} s`,
     );
   }
+  // accuracy_level 4 lets onnxruntime quantize the activations to int8 and use integer dot products.
+  runTask('quantize', { model, out: join(dir, 'peftc-rtn-acc4.onnx'), method: 'rtn', blockSize: block, accuracyLevel: 4 });
+  const lat: Record<string, { ms: number; createMs: number; fileMiB: number }> = {};
+  for (const [label, file] of [
+    ['fp32', model],
+    ['int4 rtn (MatMulNBits)', join(dir, 'peftc-rtn.onnx')],
+    ['int4 mse (MatMulNBits)', join(dir, 'peftc-mse.onnx')],
+    ['int4 rtn, accuracy_level 4', join(dir, 'peftc-rtn-acc4.onnx')],
+  ] as const) {
+    const size = statSync(file).size + (statSync(`${file}.data`, { throwIfNoEntry: false })?.size ?? 0);
+    lat[label] = { ...(await latency(file, 20)), fileMiB: size / MiB };
+  }
+  printTable(
+    `quant-speed: onnxruntime-node CPU latency, input_ids [1, 8], ${cpus().length} intra-op threads, median of 20`,
+    ['model', 'file MiB', 'session create s', 'ms per call', 'x fp32'],
+    Object.entries(lat).map(([k, v]) => [k, fmt(v.fileMiB, 0), fmt(v.createMs / 1000, 2), fmt(v.ms, 1), fmt(lat.fp32!.ms / v.ms, 2)]),
+  );
   if (!opts.keep) rmSync(dir, { recursive: true, force: true });
-  return { params, bytes, cores: cpus().length, block, peftc, ort: ort ?? null, ortMissing: ort ? undefined : `${python} has no onnxruntime` };
+  return { params, bytes, cores: cpus().length, block, peftc, ort: ort ?? null, ortMissing: ort ? undefined : `${python} has no onnxruntime`, latency: lat };
 }
