@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { DataType } from '../src/ir/dtype.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { OrtSession } from '../src/runtime/ort.js';
-import { fmt, MiB, printTable, runTask, type TaskResult } from './util.js';
+import { fmt, MiB, printTable, runTask, syncDisks, type TaskResult } from './util.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ORT_SCRIPT = join(here, '..', '..', 'bench', 'ort_quantize.py');
@@ -78,25 +78,35 @@ export async function benchQuantSpeed(opts: { dir: string; keep: boolean; repeat
   console.log(`quant-speed: generated ${fmt(params / 1e9, 2)}B parameters (${fmt(bytes / MiB, 0)} MiB fp32) in ${fmt(gen.ms / 1000, 1)} s; ${cpus().length} cores`);
   const block = 32;
   const repeat = Math.max(1, opts.repeat);
-  const peftc: Record<string, TaskResult> = {};
-  for (const method of ['rtn', 'mse'] as const) {
-    const runs = Array.from({ length: repeat }, () => runTask('quantize', { model, out: join(dir, `peftc-${method}.onnx`), method, blockSize: block }));
-    peftc[method] = { ...median(runs), peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)) };
-    console.log(`quant-speed: peftc ${method}: ${runs.map((r) => fmt(r.ms / 1000, 1)).join(', ')} s`);
-  }
   const python = process.env.PEFTC_BENCH_PYTHON ?? 'python3';
   const ortVersion = ortAvailable(python);
-  let ort: OrtRun | undefined;
-  if (ortVersion) {
-    const runs = Array.from({ length: repeat }, () => runOrt(python, model, join(dir, 'ort.onnx'), block));
-    ort = { ...median(runs), peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)) };
-    console.log(`quant-speed: onnxruntime ${ortVersion}: ${runs.map((r) => fmt(r.ms / 1000, 1)).join(', ')} s`);
-  } else {
+  if (!ortVersion) {
     console.error(`quant-speed: NO BASELINE: '${python}' has no onnxruntime/onnx Python package here, so onnxruntime's MatMulNBitsQuantizer was not measured (set PEFTC_BENCH_PYTHON to a python3 that has them)`);
   }
+  // Interleaved rounds, each run after a sync: the generated model's 3.6 GB of dirty pages (and
+  // each run's output) would otherwise be written back during whichever run comes next.
+  const rounds: Record<'rtn' | 'mse', TaskResult[]> = { rtn: [], mse: [] };
+  const ortRuns: OrtRun[] = [];
+  for (let r = 0; r < repeat; r++) {
+    for (const method of ['rtn', 'mse'] as const) {
+      syncDisks();
+      rounds[method].push(runTask('quantize', { model, out: join(dir, `peftc-${method}.onnx`), method, blockSize: block }));
+    }
+    if (ortVersion) {
+      syncDisks();
+      ortRuns.push(runOrt(python, model, join(dir, 'ort.onnx'), block));
+    }
+    console.log(
+      `quant-speed: round ${r + 1}: peftc rtn ${fmt(rounds.rtn[r]!.ms / 1000, 2)} s, mse ${fmt(rounds.mse[r]!.ms / 1000, 2)} s` +
+        (ortVersion ? `, onnxruntime ${fmt(ortRuns[r]!.ms / 1000, 2)} s` : ''),
+    );
+  }
+  const peftc: Record<string, TaskResult> = {};
+  for (const method of ['rtn', 'mse'] as const) peftc[method] = { ...median(rounds[method]), peakRssMiB: Math.max(...rounds[method].map((x) => x.peakRssMiB)) };
+  const ort: OrtRun | undefined = ortVersion ? { ...median(ortRuns), peakRssMiB: Math.max(...ortRuns.map((x) => x.peakRssMiB)) } : undefined;
   const rel = (ms: number) => (ort ? fmt(ort.ms / ms, 2) : 'n/a');
   printTable(
-    `quant-speed: int4, block ${block}, asymmetric, ${fmt(params / 1e9, 2)}B parameters (${fmt(bytes / MiB, 0)} MiB fp32), ${cpus().length} cores, median of ${repeat}`,
+    `quant-speed: int4, block ${block}, asymmetric, ${fmt(params / 1e9, 2)}B parameters (${fmt(bytes / MiB, 0)} MiB fp32), ${cpus().length} cores, median of ${repeat} interleaved rounds, sync before each run`,
     ['quantizer (load + quantize + save)', 's', 'speed-up vs onnxruntime', 'peak RSS MiB'],
     [
       ...(ort ? [[`onnxruntime ${ortVersion} MatMulNBitsQuantizer (Python)`, fmt(ort.ms / 1000, 2), '1.00', fmt(ort.peakRssMiB, 0)]] : [['onnxruntime MatMulNBitsQuantizer (Python)', 'not measured', '', '']]),
@@ -130,5 +140,5 @@ export async function benchQuantSpeed(opts: { dir: string; keep: boolean; repeat
     Object.entries(lat).map(([k, v]) => [k, fmt(v.fileMiB, 0), fmt(v.createMs / 1000, 2), fmt(v.ms, 1), fmt(lat.fp32!.ms / v.ms, 2)]),
   );
   if (!opts.keep) rmSync(dir, { recursive: true, force: true });
-  return { params, bytes, cores: cpus().length, block, peftc, ort: ort ?? null, ortMissing: ort ? undefined : `${python} has no onnxruntime`, latency: lat };
+  return { params, bytes, cores: cpus().length, block, method: 'interleaved rounds, sync before each run, median', peftc, runs: { rtn: rounds.rtn.map((x) => x.ms), mse: rounds.mse.map((x) => x.ms), ort: ortRuns.map((x) => x.ms) }, ort: ort ?? null, ortMissing: ort ? undefined : `${python} has no onnxruntime`, latency: lat };
 }
