@@ -76,19 +76,26 @@ async function perplexity(session: OrtSession, ids: BigInt64Array, count: number
   return Math.exp(nll / n);
 }
 
-/** Median wall time of `runs` calls on input_ids [1, seq] (after 3 warm-up calls). */
-async function latencyMs(session: OrtSession, seq: number, runs: number): Promise<number> {
+/**
+ * Median wall time per call on input_ids [1, seq] for each session, measured round-robin: every
+ * round runs `batch` calls on each model in turn, so drift in the machine's speed (other load,
+ * frequency) falls on all models alike instead of on whichever was timed at a bad moment.
+ */
+async function latenciesMs(sessions: OrtSession[], seq: number, rounds: number, batch = 5): Promise<number[]> {
   const ids = new BigInt64Array(seq).map((_, i) => BigInt((i * 37) % 256));
   const feed = { input_ids: Tensor.fromTypedArray('input_ids', DataType.INT64, [1, seq], ids) };
-  for (let i = 0; i < 3; i++) await session.run(feed);
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await session.run(feed);
-    times.push(performance.now() - t);
+  for (const s of sessions) for (let i = 0; i < 10; i++) await s.run(feed);
+  const times = sessions.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < sessions.length; k++) {
+      for (let i = 0; i < batch; i++) {
+        const t = performance.now();
+        await sessions[k]!.run(feed);
+        times[k]!.push(performance.now() - t);
+      }
+    }
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
+  return times.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]!);
 }
 
 export async function benchQuantFidelity(opts: { dir: string; keep: boolean; repeat: number; threads: number }): Promise<unknown> {
@@ -105,7 +112,7 @@ export async function benchQuantFidelity(opts: { dir: string; keep: boolean; rep
   const b32 = { blockSize: 32 };
   const variants: Variant[] = [
     { label: 'fp32', file: join(LM_DIR, 'model.onnx'), latency: true },
-    { label: 'peftc cleanup only (--quant none)', quant: 'none' },
+    { label: 'peftc cleanup only (--quant none)', quant: 'none', latency: true },
     { label: 'onnxruntime int8 RTN asym b32', file: join(LM_DIR, 'ort-int8-b32-asym.onnx') },
     { label: 'peftc int8 RTN asym b32', quant: 'int8-weight', settings: { ...b32, method: 'rtn' } },
     { label: 'peftc int8 MSE asym b32', quant: 'int8-weight', settings: { ...b32, method: 'mse' } },
@@ -124,6 +131,7 @@ export async function benchQuantFidelity(opts: { dir: string; keep: boolean; rep
   ];
   const latencySeqs = [1, 64];
   const rows: Row[] = [];
+  const timed: Array<{ row: Row; file: string }> = [];
   let fp32 = NaN;
   for (const v of variants) {
     let file = v.file;
@@ -147,25 +155,33 @@ export async function benchQuantFidelity(opts: { dir: string; keep: boolean; rep
       const ppl = await perplexity(session, ids, count, seq);
       if (v.label === 'fp32') fp32 = ppl;
       const row: Row = { label: v.label, perplexity: ppl, delta: ppl - fp32, bytes: statSync(file).size, ...(quantizeMs !== undefined ? { quantizeMs } : {}) };
-      if (v.latency) {
-        row.latencyMs = {};
-        for (const s of latencySeqs) row.latencyMs[`seq${s}`] = await latencyMs(session, s, Math.max(20, opts.repeat * 10));
-      }
+      if (v.latency) timed.push({ row, file });
       rows.push(row);
       console.log(`quant-fidelity: ${v.label}: perplexity ${ppl.toFixed(4)}`);
     } finally {
       await session.release();
     }
   }
+  const latencySessions = await Promise.all(timed.map((t) => OrtSession.create(t.file, { intraOpThreads: opts.threads })));
+  try {
+    for (const s of latencySeqs) {
+      const ms = await latenciesMs(latencySessions, s, Math.max(10, opts.repeat * 4));
+      timed.forEach((t, k) => ((t.row.latencyMs ??= {})[`seq${s}`] = ms[k]!));
+    }
+  } finally {
+    for (const s of latencySessions) await s.release();
+  }
   const find = (label: string) => rows.find((r) => r.label === label && !r.error);
   const rtn = find('peftc int4 RTN asym b32')!;
   const ortRtn = find('onnxruntime int4 RTN asym b32')!;
   const int4 = rows.filter((r) => r.label.startsWith('peftc int4') && !r.error && !r.label.includes('QDQ'));
   const best = int4.reduce((a, b) => (b.perplexity < a.perplexity ? b : a));
-  const fp32Lat = find('fp32')!.latencyMs!;
+  // Latency baseline: the cleaned-up fp32 model, so the ratio shows what quantization adds on top
+  // of the cleanup every quantized model also got (the export has twice the nodes).
+  const fp32Lat = find('peftc cleanup only (--quant none)')!.latencyMs!;
   printTable(
-    `quant-fidelity: ${(manifest.parameters / 1e6).toFixed(1)}M-parameter byte-level Llama, ${count} held-out windows of ${seq} bytes; onnxruntime-node CPU, ${opts.threads} thread(s)`,
-    ['model', 'perplexity', 'Δ vs fp32', 'Δ / Δ peftc RTN', 'file KiB', 'quantize s', ...latencySeqs.map((s) => `ms seq ${s}`), ...latencySeqs.map((s) => `x fp32 seq ${s}`), 'note'],
+    `quant-fidelity: ${(manifest.parameters / 1e6).toFixed(1)}M-parameter byte-level Llama, ${count} held-out windows of ${seq} bytes; onnxruntime-node CPU, ${opts.threads} thread(s), latency median of round-robin calls`,
+    ['model', 'perplexity', 'Δ vs fp32', 'Δ / Δ peftc RTN', 'file KiB', 'quantize s', ...latencySeqs.map((s) => `ms seq ${s}`), ...latencySeqs.map((s) => `x cleaned fp32 seq ${s}`), 'note'],
     rows.map((r) => [
       r.label,
       r.error ? 'refused' : r.perplexity.toFixed(4),
