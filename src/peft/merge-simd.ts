@@ -8,7 +8,8 @@
  * may differ from the JavaScript loops' NaN, as the two propagate NaN operands in a different
  * operand order. It is NaN either way, and the same on every run and in every thread.
  *
- * The module is a few hundred bytes, assembled here from its opcodes (no build step, no tool).
+ * The module is a few hundred bytes, assembled here from its opcodes with src/wasm/assembler.ts
+ * (no build step, no tool).
  * Its memory is imported, so the caller sizes and grows it.
  *
  *   acc4(acc, x0, x1, x2, x3, c0, c1, c2, c3, quads): for 4*quads float64 acc[j], float32 xk[j]:
@@ -19,35 +20,8 @@
  * Addresses are byte offsets into the memory.
  */
 
-const I32 = 0x7f;
-const F64 = 0x7c;
-const V128 = 0x7b;
+import { assembleModule, bump, countedLoop, F64, get, I32, set, simd, uleb, V128, vec, wasm, type WasmMemory } from '../wasm/assembler.js';
 
-/** Unsigned LEB128. */
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
-
-const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
-const name = (s: string): number[] => [...uleb(s.length), ...Buffer.from(s, 'ascii')];
-
-// Instructions.
-const get = (i: number) => [0x20, ...uleb(i)];
-const set = (i: number) => [0x21, ...uleb(i)];
-const tee = (i: number) => [0x22, ...uleb(i)];
-const i32c = (n: number) => [0x41, ...uleb(n)]; // small non-negative constants only
-const I32_ADD = [0x6a];
-const I32_SUB = [0x6b];
-const I32_EQZ = [0x45];
-const simd = (op: number, ...imm: number[]) => [0xfd, ...uleb(op), ...imm];
 const V128_LOAD = simd(0x00, 3, 0); // align hint 8, offset 0
 const V128_STORE = simd(0x0b, 3, 0);
 const V128_LOAD64_ZERO = simd(0x5d, 3, 0);
@@ -62,12 +36,6 @@ const F64X2_MUL = simd(0xf2);
 const F64X2_PROMOTE_LOW_F32X4 = simd(0x5f);
 const F32X4_DEMOTE_F64X2_ZERO = simd(0x5e);
 
-const bump = (p: number, by: number) => [...get(p), ...i32c(by), ...I32_ADD, ...set(p)];
-
-/** `block; if count == 0 skip; loop { body; count -= 1; continue while count != 0 } end` */
-function countedLoop(count: number, body: number[]): number[] {
-  return [0x02, 0x40, ...get(count), ...I32_EQZ, 0x0d, 0, 0x03, 0x40, ...body, ...get(count), ...i32c(1), ...I32_SUB, ...tee(count), 0x0d, 0, 0x0b, 0x0b];
-}
 
 /**
  * accN: params acc, x0..x{n-1}, c0..c{n-1}, quads; locals: the splatted coefficients and two
@@ -115,28 +83,14 @@ function finishBody(): number[] {
 }
 
 function moduleBytes(): Uint8Array {
-  const fnType = (params: number[]) => [0x60, ...vec(params.map((p) => [p])), ...vec([])];
-  const accType = (n: number) => fnType([I32, ...Array<number>(n).fill(I32), ...Array<number>(n).fill(F64), I32]);
-  const types = section(1, vec([accType(8), accType(4), accType(1), fnType([I32, I32, F64, I32])]));
-  const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 1]]));
-  const funcs = section(3, vec([[0], [1], [2], [3]]));
-  const exports = section(7, vec([[...name('acc8'), 0x00, 0], [...name('acc4'), 0x00, 1], [...name('acc1'), 0x00, 2], [...name('finish'), 0x00, 3]]));
-  const bodies = [accumulateBody(8), accumulateBody(4), accumulateBody(1), finishBody()].map((b) => [...uleb(b.length), ...b]);
-  const code = section(10, vec(bodies));
-  return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...imports, ...funcs, ...exports, ...code]);
+  const acc = (n: number) => [I32, ...Array<number>(n).fill(I32), ...Array<number>(n).fill(F64), I32];
+  return assembleModule([
+    { name: 'acc8', params: acc(8), results: [], body: accumulateBody(8) },
+    { name: 'acc4', params: acc(4), results: [], body: accumulateBody(4) },
+    { name: 'acc1', params: acc(1), results: [], body: accumulateBody(1) },
+    { name: 'finish', params: [I32, I32, F64, I32], results: [], body: finishBody() },
+  ]);
 }
-
-/** The part of the WebAssembly API used here (the project's TypeScript libs carry no WebAssembly typings). */
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  Memory: new (descriptor: { initial: number }) => WasmMemory;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-}
-const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 
 export interface SimdKernels {
   memory: WasmMemory;

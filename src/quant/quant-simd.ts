@@ -34,39 +34,14 @@
  *       4 * groups rows j and len values k, dst[j * bs + k] = src[k * rows + j] (float32), the
  *       smallest and largest value of each row j to lohi[j] and lohi[64 + j], and v - v of every
  *       value added to the float32x4 at byte 48 (NaN there means a non-finite weight).
- * Addresses are byte offsets into the module's imported memory. Assembled here from opcodes, as
- * src/peft/merge-simd.ts does (no build step).
+ * Addresses are byte offsets into the module's imported memory. Assembled here from opcodes with
+ * src/wasm/assembler.ts (no build step).
  */
 
-const I32 = 0x7f;
-const F32 = 0x7d;
-const F64 = 0x7c;
-const V128 = 0x7b;
+import { assembleModule, bump, countedLoop, F32, F64, get, i32c, I32, I32_ADD, set, simd, tee, uleb, V128, vec, wasm, type WasmMemory } from '../wasm/assembler.js';
 
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
-const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
-const name = (s: string): number[] => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
-
-const get = (i: number) => [0x20, ...uleb(i)];
-const set = (i: number) => [0x21, ...uleb(i)];
-const tee = (i: number) => [0x22, ...uleb(i)];
-const i32c = (n: number) => [0x41, ...uleb(n)]; // small non-negative constants only
-const I32_ADD = [0x6a];
-const I32_SUB = [0x6b];
-const I32_EQZ = [0x45];
 const F64_ADD = [0xa0];
 const F64_GE = [0x66];
-const simd = (op: number, ...imm: number[]) => [0xfd, ...uleb(op), ...imm];
 const V128_LOAD = simd(0x00, 2, 0); // alignment hint 4 bytes (float32 data), offset 0
 const V128_STORE = simd(0x0b, 2, 0);
 const v128Const = (bytes: number[]) => simd(0x0c, ...bytes);
@@ -99,12 +74,7 @@ const HALF = v128Const([0, 1, 2, 3].flatMap(() => f32Bytes(0.5)));
 const INF_POS = v128Const([0, 1, 2, 3].flatMap(() => f32Bytes(Infinity)));
 const INF_NEG = v128Const([0, 1, 2, 3].flatMap(() => f32Bytes(-Infinity)));
 
-const bump = (p: number, by: number) => [...get(p), ...i32c(by), ...I32_ADD, ...set(p)];
 
-/** `block; if groups == 0 skip; loop { body; groups -= 1; continue while groups != 0 } end` */
-function countedLoop(groups: number, body: number[]): number[] {
-  return [0x02, 0x40, ...get(groups), ...I32_EQZ, 0x0d, 0, 0x03, 0x40, ...body, ...get(groups), ...i32c(1), ...I32_SUB, ...tee(groups), 0x0d, 0, 0x0b, 0x0b];
-}
 
 // Parameters shared by both functions: ptr, groups, inv, z, s, maxq (then out / bound).
 const [P_PTR, P_GROUPS, P_INV, P_Z, P_S, P_MAXQ] = [0, 1, 2, 3, 4, 5];
@@ -314,39 +284,16 @@ function scoreBody(): number[] {
 }
 
 function moduleBytes(): Uint8Array {
-  const fnType = (params: number[], results: number[]) => [0x60, ...vec(params.map((p) => [p])), ...vec(results.map((r) => [r]))];
-  const types = section(
-    1,
-    vec([
-      fnType([I32, I32, F32, F32, F32, F32, I32], []),
-      fnType([I32, I32, F32, F32, F32, F32, F64], [F64]),
-      fnType([I32, I32, I32, I32, I32, I32, I32], []),
-      fnType([I32, I32, I32, I32, F32, F64], [I32]),
-      fnType([I32, I32, F32, F32, F32, F32], []),
-      fnType([I32, I32, I32, I32, I32, F32, I32, I32], []),
-    ]),
-  );
-  const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 1]]));
-  const funcs = section(3, vec([[0], [1], [2], [3], [4], [5]]));
-  const exports = section(
-    7,
-    vec([[...name('codes'), 0x00, 0], [...name('sse'), 0x00, 1], [...name('gather'), 0x00, 2], [...name('score'), 0x00, 3], [...name('moments'), 0x00, 4], [...name('codesRows'), 0x00, 5]]),
-  );
-  const bodies = [codesBody(), sseBody(), gatherBody(), scoreBody(), momentsBody(), codesRowsBody()].map((b) => [...uleb(b.length), ...b]);
-  const code = section(10, vec(bodies));
-  return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...imports, ...funcs, ...exports, ...code]);
+  return assembleModule([
+    { name: 'codes', params: [I32, I32, F32, F32, F32, F32, I32], results: [], body: codesBody() },
+    { name: 'sse', params: [I32, I32, F32, F32, F32, F32, F64], results: [F64], body: sseBody() },
+    { name: 'gather', params: [I32, I32, I32, I32, I32, I32, I32], results: [], body: gatherBody() },
+    { name: 'score', params: [I32, I32, I32, I32, F32, F64], results: [I32], body: scoreBody() },
+    { name: 'moments', params: [I32, I32, F32, F32, F32, F32], results: [], body: momentsBody() },
+    { name: 'codesRows', params: [I32, I32, I32, I32, I32, F32, I32, I32], results: [], body: codesRowsBody() },
+  ]);
 }
 
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  Memory: new (descriptor: { initial: number }) => WasmMemory;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-}
-const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 
 /**
  * The memory's fixed part: bytes 0-47 the codes kernel's sums (sse, sum of squares, max), 48-63
