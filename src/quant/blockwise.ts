@@ -514,19 +514,31 @@ export function quantizeRows(values: Float32Array, rows: number, cols: number, c
   }
   const stats: ErrorStats = { count: rows * cols, sse: acc[0]!, maxAbs: acc[1]!, sumSquares: acc[2]! };
   if (config.method === 'mse' && isInt) stats.rtnSse = acc[3]!;
+  return quantizedRows(config, rows, cols, { codes, scales, zeroPoints, scaleCodes, scaleGroupScales }, stats);
+}
+
+/** The QuantizedRows record for `rows` x `cols` values quantized with `config` (any method). */
+export function quantizedRows(
+  config: QuantConfig,
+  rows: number,
+  cols: number,
+  q: { codes: Uint8Array; scales: Float32Array; zeroPoints: QuantizedRows['zeroPoints']; scaleCodes?: Uint8Array | undefined; scaleGroupScales?: Float32Array | undefined },
+  stats: ErrorStats,
+): QuantizedRows {
+  const isInt = config.format === 'int';
   return {
     rows,
     cols,
-    blockSize: bs,
-    blocks: nb,
+    blockSize: config.blockSize,
+    blocks: Math.ceil(cols / config.blockSize),
     format: config.format,
     bits: config.bits,
     symmetric: isInt ? config.symmetric : true,
     scaleDtype: config.scaleDtype,
-    codes,
-    scales,
-    zeroPoints,
-    ...(scaleCodes ? { scaleCodes, scaleGroupScales } : {}),
+    codes: q.codes,
+    scales: q.scales,
+    zeroPoints: q.zeroPoints,
+    ...(q.scaleCodes ? { scaleCodes: q.scaleCodes, scaleGroupScales: q.scaleGroupScales } : {}),
     stats,
   };
 }

@@ -30,6 +30,7 @@ import {
   chooseBlockParams,
   doubleQuantizeScales,
   intCode,
+  quantizedRows,
   scaleInverse,
   validateQuantConfig,
   type ErrorStats,
@@ -260,19 +261,5 @@ export function gptqQuantizeRows(
     }
   }
   const stats: ErrorStats = { count: rows * cols, sse, maxAbs, sumSquares, outputSse: Math.max(0, loss - dampUsed * dampTerm - deadTerm) };
-  return {
-    rows,
-    cols,
-    blockSize: bs,
-    blocks: nb,
-    format: config.format,
-    bits: config.bits,
-    symmetric: isInt ? config.symmetric : true,
-    scaleDtype: config.scaleDtype,
-    codes,
-    scales,
-    zeroPoints,
-    ...(scaleCodes ? { scaleCodes, scaleGroupScales } : {}),
-    stats,
-  };
+  return quantizedRows(config, rows, cols, { codes, scales, zeroPoints, scaleCodes, scaleGroupScales }, stats);
 }
