@@ -38,7 +38,13 @@ async function run({ id, job }: JobMessage): Promise<void> {
   } catch (err) {
     result = { id, error: (err as Error).message ?? String(err) };
   }
-  port.postMessage(result, result.bytes ? [result.bytes.buffer as ArrayBuffer] : []);
+  try {
+    port.postMessage(result, result.bytes ? [result.bytes.buffer as ArrayBuffer] : []);
+  } catch (err) {
+    // The result could not be sent (e.g. not cloneable): send the reason instead, so the main
+    // thread computes the tensor itself rather than waiting for this one.
+    port.postMessage({ id, error: `cannot return the result: ${(err as Error).message}` });
+  }
   Atomics.add(counter, 0, 1);
   Atomics.notify(counter, 0);
 }

@@ -59,24 +59,27 @@ export async function load(url, context, next) {
 
 /**
  * Worker bootstrap (CommonJS, evaluated): registers the TypeScript hooks when given, imports the
- * entry, and on failure counts itself in the shared failure slot and wakes the main thread, which
- * would otherwise wait for a result that never comes.
+ * entry, and on failure — to start, or later, an exception nothing caught — counts itself in the
+ * shared failure slot and wakes the main thread, which waits synchronously (it cannot see the
+ * worker's 'error' event) and would otherwise wait for a result that never comes.
  */
 const BOOT = `
 const { workerData } = require('node:worker_threads');
-const fail = (err) => {
-  console.error('peftc: ' + workerData.what + ' worker failed to start:', err);
+const fail = (err, when) => {
+  console.error('peftc: ' + workerData.what + ' worker failed' + when + ':', err);
   const c = new Int32Array(workerData.signal);
   Atomics.add(c, 1, 1);
   Atomics.notify(c, 0);
 };
+process.on('uncaughtException', (err) => fail(err, ''));
+process.on('unhandledRejection', (err) => fail(err, ''));
 try {
   if (workerData.hooks) {
     require('node:module').register('data:text/javascript,' + encodeURIComponent(workerData.hooks), { data: { packageJson: workerData.packageJson } });
   }
-  import(workerData.entry).catch(fail);
+  import(workerData.entry).catch((err) => fail(err, ' to start'));
 } catch (err) {
-  fail(err);
+  fail(err, ' to start');
 }`;
 
 interface Slot {
@@ -101,7 +104,7 @@ export class WorkerPool<Task, Result> {
     entry: string,
     private readonly what: string,
   ) {
-    // [0]: results posted so far; [1]: workers that failed to start.
+    // [0]: results posted so far; [1]: workers that failed (to start, or with an uncaught error).
     const signal = new SharedArrayBuffer(8);
     this.counter = new Int32Array(signal);
     const fromTs = entry.endsWith('.ts');
@@ -158,7 +161,7 @@ export class WorkerPool<Task, Result> {
       // a slow run rather than a silent hang of the whole wait).
       Atomics.wait(this.counter, 0, this.seen, 60_000);
       this.seen = Atomics.load(this.counter, 0);
-      if (Atomics.load(this.counter, 1) > 0) throw new Error(`a ${this.what} worker thread failed to start (its error is on stderr)`);
+      if (Atomics.load(this.counter, 1) > 0) throw new Error(`a ${this.what} worker thread failed (its error is on stderr)`);
     }
     return out;
   }
