@@ -422,7 +422,17 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
     doubleQuant: options.doubleQuant ?? true,
   });
 
-  const gptqJob = (job: Job) => method === 'gptq' && job.hessian !== undefined && job.consumers.some((c) => c.kind !== 'gather');
+  // A table that a Gather also reads (a tied embedding with --quant-embeddings) is one set of
+  // codes for both uses; GPTQ would fit it to the matrix use's inputs, which the Gather never sees,
+  // so such a weight takes the data-free search instead (logged).
+  const gptqJob = (job: Job) => method === 'gptq' && job.hessian !== undefined && job.consumers.every((c) => c.kind !== 'gather');
+  if (method === 'gptq') {
+    for (const job of jobs.values()) {
+      if (job.hessian !== undefined && job.consumers.some((c) => c.kind === 'gather') && job.consumers.some((c) => c.kind !== 'gather')) {
+        ctx.log(`weight-quant: ${job.tensor.name} is also a Gather table: quantized with ${options.scaleSearch ?? 'mse'} scales, not GPTQ`);
+      }
+    }
+  }
 
   // 3. Quantize (worker threads, large weights in parts) and rewrite as weights complete.
   const jobList = [...jobs.values()];

@@ -150,6 +150,9 @@ describe('peftc compile --quant (CLI)', () => {
       [['--opset', '22'], /target opset 22 is not supported/],
       [['--quant', 'int4', '--workers', '-1'], /--workers takes a whole number/],
       [['--quant', 'int4', '--accuracy-level', '7'], /accuracy level 7/],
+      [['--quant-embeddings'], /--quant-embeddings apply to weight-only quantization .* not --quant none/],
+      [['--quant-method', 'rtn', '--symmetric'], /--quant-method, --symmetric apply to weight-only/],
+      [['--quant', 'nf4', '--accuracy-level', '4'], /--accuracy-level is an attribute of MatMulNBits/],
       [['--quant', 'int4', '--scale-dtype', 'float16'], /scales need --quant-format qdq/],
       [['--quant', 'int4', '--workers', '1.5'], /--workers takes a whole number/],
     ];

@@ -91,6 +91,13 @@ async function main(): Promise<void> {
         const log = (m: string) => process.stderr.write(`${m}\n`);
         if (args.report) resolveOutputPath(args.report, args.report); // fail before writing anything
         if (args.workers !== undefined && !(Number.isInteger(args.workers) && args.workers >= 0)) throw new PeftcError(`--workers takes a whole number of threads, 0 or more (got ${args.workers})`);
+        // Weight-only options do nothing without weight-only quantization: say so rather than ignore them.
+        const weightOnly = ['int4', 'int8-weight', 'nf4'].includes(args.quant);
+        const given = (['scale-dtype', 'quant-embeddings', 'accuracy-level', 'quant-method', 'symmetric', 'asymmetric', 'quant-format', 'exclude'] as const).filter((k) => args[k] !== undefined);
+        if (!weightOnly && given.length) throw new PeftcError(`--${given.join(', --')} apply to weight-only quantization (--quant int4, int8-weight or nf4), not --quant ${args.quant}`);
+        if (args['accuracy-level'] !== undefined && (args['quant-format'] === 'qdq' || args.quant === 'nf4')) {
+          throw new PeftcError('--accuracy-level is an attribute of MatMulNBits (--quant int4 or int8-weight with --quant-format matmulnbits)');
+        }
         if (args.symmetric && args.asymmetric) throw new PeftcError('--symmetric and --asymmetric contradict each other; give one');
         if (!args.json) log(`peftc compile ${args.model} --target ${args.target} --quant ${args.quant}`);
         const result = await compileModelAsync(args.model, {
