@@ -21,7 +21,7 @@ import type { Model } from '../src/ir/model.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { encodeModel } from '../src/onnx/encode.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';
-import { captureHessians, matchCalibrationData, readCalibrationArrays } from '../src/quant/calibration.js';
+import { CALIB_BATCH, captureHessians, matchCalibrationData, readCalibrationArrays } from '../src/quant/calibration.js';
 import { defaultQuantConfig, dequantizeRows, quantizeRows, type QuantConfig } from '../src/quant/blockwise.js';
 import { gptqQuantizeRows } from '../src/quant/gptq.js';
 import { runModel } from '../src/runtime/ort.js';
@@ -216,7 +216,7 @@ describe('compile --calib: GPTQ output closer to the float model than RTN and MS
     for (const method of ['rtn', 'mse', 'gptq', undefined] as const) {
       const out = join(tmp, `two-layer-${method ?? 'default'}.onnx`);
       const r = await compileModelAsync(modelPath, { target: 'cpu', quant: 'int4', output: out, check: true, calib: calibPath, weightQuant: method ? { method, blockSize: 16 } : { blockSize: 16 } });
-      expect(r.calibration).toMatchObject({ runs: 1, samples: 256, activations: 2 });
+      expect(r.calibration).toMatchObject({ runs: 256 / CALIB_BATCH, samples: 256, activations: 2 });
       expect(r.quantization!.map((l) => l.method)).toEqual([method ?? 'gptq', method ?? 'gptq']);
       for (const l of r.quantization!) {
         expect(l.outputError).toBeGreaterThan(0);
@@ -257,6 +257,13 @@ describe('compile --calib: GPTQ output closer to the float model than RTN and MS
     for (let i = 0; i < D * D; i++) maxRel = Math.max(maxRel, Math.abs(h1[i]! - H1[i]!) / (1 + Math.sqrt(H1[Math.floor(i / D) * (D + 1)]! * H1[(i % D) * (D + 1)]!)));
     expect(maxRel).toBeLessThan(1e-5);
     expect(whole.rows.get('x')).toBe(256);
+
+    // Fed whole, a batch axis is cut into runs of CALIB_BATCH rows that together are the array.
+    const whole2 = matchCalibrationData(readCalibrationArrays(calibPath), model);
+    expect([whole2.runs, whole2.samples]).toEqual([Math.ceil(256 / CALIB_BATCH), 256]);
+    const parts = Array.from({ length: whole2.runs }, (_, r) => whole2.feed(r).x!);
+    expect(parts.every((t, r) => t.dims[0] === Math.min(CALIB_BATCH, 256 - r * CALIB_BATCH) && t.dims[1] === K)).toBe(true);
+    expect(Buffer.concat(parts.map((t) => t.bytes())).equals(Buffer.from([...readCalibrationArrays(calibPath).arrays.values()][0]!.bytes()))).toBe(true);
 
     // 4 stacked samples of 64 rows each, as .npy and as .npz: same sums (other order: close).
     const stackedPath = join(tmp, 'stacked.npy');

@@ -29,6 +29,9 @@ import { readArrays } from '../runtime/npy.js';
 import { OrtSession } from '../runtime/ort.js';
 import { accumulateHessian, mirrorUpper, sharedFloat64 } from './hessian.js';
 
+/** Rows of a batch-axis calibration array fed per onnxruntime run (bounds the activations held). */
+export const CALIB_BATCH = 8;
+
 /** Name given to the array of a .npy file until it is matched to the model's only input. */
 const SINGLE_ARRAY = '\u0000npy';
 
@@ -111,6 +114,35 @@ export function matchCalibrationData(data: CalibrationArrays, model: Model): Cal
     if (p.tensor.dims[0] !== runs) throw new PeftcError(`${path}: array '${p.name}' holds ${p.tensor.dims[0]} samples, '${stacked[0]!.name}' ${runs}; every input needs the same number`);
   }
   if (runs === 0 || plans.some((p) => p.tensor.dims.includes(0))) throw new PeftcError(`${path}: the calibration data is empty`);
+  // Arrays fed whole whose leading axis is a free (batch) dimension of every input are cut into
+  // runs of at most CALIB_BATCH rows: one run over [512, 2048] token ids would hold the
+  // activations of all 512 sequences at once. H sums over rows, so the cut changes nothing else.
+  const leading = plans.map((p) => p.tensor.dims[0]);
+  const free0 = plans.every((p) => {
+    const want = shapeOf(g.inputs.find((x) => x.name === p.name)!.type);
+    return want !== undefined && want.length > 0 && typeof want[0] !== 'number' && p.tensor.dims.length > 0;
+  });
+  const chunked = !stacked.length && free0 && leading.every((d) => d === leading[0]) && leading[0]! > CALIB_BATCH;
+  if (chunked) {
+    const rows = leading[0]!;
+    const chunks = Math.ceil(rows / CALIB_BATCH);
+    return {
+      path,
+      runs: chunks,
+      samples: rows,
+      feed(run: number): Record<string, Tensor> {
+        const out: Record<string, Tensor> = {};
+        const from = run * CALIB_BATCH;
+        const to = Math.min(rows, from + CALIB_BATCH);
+        for (const p of plans) {
+          const bytes = p.tensor.bytes();
+          const per = bytes.byteLength / rows;
+          out[p.name] = Tensor.fromBytes(p.name, p.tensor.dtype, [to - from, ...p.tensor.dims.slice(1)], bytes.subarray(from * per, to * per));
+        }
+        return out;
+      },
+    };
+  }
   // Samples: runs times the leading (batch) axis of what each run feeds.
   const batch = (stacked.length ? plans[0]!.tensor.dims[1] : plans[0]!.tensor.dims[0]) ?? 1;
   return {
