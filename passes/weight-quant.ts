@@ -407,6 +407,18 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
         for (const h of hs) for (let i = 0; i < sum.length; i++) sum[i]! += h![i]!;
         job.hessian = sum;
       }
+      // Input channels the calibration data never activates have H[j][j] = 0. GPTQ (as the paper's
+      // reference code does) sets their weights to 0: right for the data given, wrong for inputs
+      // that do use them. Say so, with how many, so thin calibration data shows.
+      const k = job.cols;
+      let dead = 0;
+      for (let j = 0; j < k; j++) if (job.hessian[j * k + j] === 0) dead++;
+      if (dead === k) {
+        throw new PeftcError(`calibration data: every input of '${job.weight.name}' is zero on all of it; calibrate with representative inputs`);
+      }
+      if (dead > 0 && method === 'gptq') {
+        ctx.log(`weight-quant: warning: ${dead} of ${k} input channels of '${job.weight.name}' are zero on all calibration data; GPTQ sets their weights to 0 (calibrate with more representative data, or --quant-method mse)`);
+      }
     }
   }
 

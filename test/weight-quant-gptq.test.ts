@@ -8,7 +8,7 @@
  *    on the calibration inputs and on held-out inputs from the same distribution; the Hessians
  *    captured from onnxruntime's activations match X^T X computed here.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -291,5 +291,21 @@ describe('compile --calib: GPTQ output closer to the float model than RTN and MS
     await captureHessians(model, targets, matchCalibrationData(readCalibrationArrays(calibPath), model));
     expect(Buffer.from(encodeModel(model)).equals(Buffer.from(before))).toBe(true);
     expect(loadModel(modelPath).graph.outputs).toHaveLength(1);
+  });
+
+  it('refuses calibration data on which a layer sees only zeros; warns about never-active input channels', async () => {
+    const zeros = join(tmp, 'zeros.npy');
+    writeNpy(zeros, { descr: '<f4', dims: [16, K], data: new Float32Array(16 * K) });
+    const out = join(tmp, 'zeros-out.onnx');
+    await expect(compileModelAsync(modelPath, { target: 'cpu', quant: 'int4', output: out, calib: zeros })).rejects.toThrow(/every input of 'fc1.weight' is zero/);
+    expect(existsSync(out)).toBe(false);
+    // Half of the channels never active: quantized, with a warning naming the count.
+    const half = new Float32Array(calib);
+    for (let r = 0; r < 256; r++) for (let j = 0; j < K / 2; j++) half[r * K + j] = 0;
+    const halfPath = join(tmp, 'half.npy');
+    writeNpy(halfPath, { descr: '<f4', dims: [256, K], data: half });
+    const logs: string[] = [];
+    await compileModelAsync(modelPath, { target: 'cpu', quant: 'int4', output: out, calib: halfPath, log: (m) => logs.push(m) });
+    expect(logs.some((m) => m.includes(`${K / 2} of ${K} input channels of 'fc1.weight' are zero`))).toBe(true);
   });
 });
