@@ -234,7 +234,8 @@ export async function captureHessians(model: Model, targets: readonly CaptureTar
     let rowsSeen = 0;
     for (let run = 0; run < data.runs; run++) {
       const feed = data.feed(run);
-      for (const t of fromInputs) fold(t, feed[t.activation]!);
+      // An overridable initializer the data leaves out feeds its own value.
+      for (const t of fromInputs) fold(t, feed[t.activation] ?? model.graph.inputs.find((v) => v.name === t.activation)!.initializer!);
       let next = 0;
       while (next < computed.length) {
         // A group: as many activations as fit the budget (one alone while sizes are unknown).
