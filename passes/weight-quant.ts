@@ -27,6 +27,7 @@
  * Precondition: constants are initializers (run the cleanup pipeline first). Weights inside
  * subgraphs (If/Loop bodies) are not touched.
  */
+import { totalmem } from 'node:os';
 import { PeftcError } from '../src/errors.js';
 import { DataType, dtypeName } from '../src/ir/dtype.js';
 import type { Graph, Node, Value } from '../src/ir/graph.js';
@@ -450,7 +451,18 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
   const jobList = [...jobs.values()];
   const totalElements = jobList.reduce((s, j) => s + j.rows * j.cols, 0);
   const autoWorkers = totalElements >= AUTO_WORKERS_MIN_ELEMENTS && (jobList.length > 1 || totalElements > MAX_PART_WEIGHTS) ? defaultWorkerCount() : 0;
-  const workers = options.workers ?? autoWorkers;
+  let workers = options.workers ?? autoWorkers;
+  // A GPTQ task holds its weight whole along K with about three K x K float64 matrices (the
+  // Hessian's working copies and its inverse factor): bound the threads so that all of them
+  // together stay within a quarter of the machine's memory.
+  const gptqBytes = Math.max(0, ...jobList.filter(gptqJob).map((j) => 3 * j.cols * j.cols * 8 + j.rows * j.cols * 12));
+  if (workers > 1 && gptqBytes > 0) {
+    const cap = Math.max(1, Math.floor(totalmem() / 4 / gptqBytes));
+    if (cap < workers) {
+      ctx.log(`weight-quant: GPTQ tasks take up to ${(gptqBytes / 2 ** 20).toFixed(0)} MiB each: ${cap} worker thread(s) instead of ${workers}`);
+      workers = cap;
+    }
+  }
   // Parts small enough to spread the work over the threads (a few per thread), never over 16M weights.
   const maxPart =
     options.maxPartWeights ?? (workers > 0 ? Math.min(MAX_PART_WEIGHTS, Math.max(MIN_PART_WEIGHTS, Math.ceil(totalElements / (workers * 3)))) : MAX_PART_WEIGHTS);
