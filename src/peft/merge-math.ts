@@ -76,11 +76,11 @@ export function addDeltas(w: Float32Array, layout: WeightLayout, inF: number, ou
     if (d.a.length !== r * inF || d.b.length !== outF * r) throw new Error('internal: delta shapes do not match the weight');
     if (layout === 'out_in') {
       // Row o of W gains f * sum_k B[o, k] * A[k, :]: A's rows, with coefficients from B's row o.
-      addCombinedRows(w, outF, inF, d.a, r, d.b, r, 1, d.factor);
+      addCombinedRows({ w, rows: outF, len: inF, basis: d.a, r, coef: d.b, rowStride: r, rankStride: 1, factor: d.factor });
     } else {
       // Row i of W gains f * sum_k A[k, i] * B[:, k]: B's columns (rows of B transposed), with
       // coefficients from A's column i.
-      addCombinedRows(w, inF, outF, transposed(d.b, outF, r), r, d.a, 1, inF, d.factor);
+      addCombinedRows({ w, rows: inF, len: outF, basis: transposed(d.b, outF, r), r, coef: d.a, rowStride: 1, rankStride: inF, factor: d.factor });
     }
   }
 }
@@ -93,37 +93,52 @@ function transposed(m: Float32Array, rows: number, cols: number): Float32Array {
 }
 
 /**
- * For each row x of `w` ([rows, len]): w[x, :] += factor * sum_k coef(x, k) * basis[k, :], where
- * basis is [r, len] and coef(x, k) = coef[x * rowStride + k * rankStride]. Zero coefficients are
+ * w[x, :] += factor * sum_k coef(x, k) * basis[k, :] for every row x of w ([rows, len]), basis
+ * [r, len], coef(x, k) = coef[x * rowStride + k * rankStride].
+ */
+interface RowCombination {
+  w: Float32Array;
+  rows: number;
+  len: number;
+  basis: Float32Array;
+  r: number;
+  coef: Float32Array;
+  rowStride: number;
+  rankStride: number;
+  factor: number;
+}
+
+/**
+ * Row x's nonzero coefficients in rank order: their values into `cs`, and `base + k * step` (the
+ * position of basis row k, in whatever unit the caller addresses it) into `at`. Returns how many.
+ */
+function nonzeroCoefficients(c: RowCombination, x: number, base: number, step: number, at: Int32Array, cs: Float64Array): number {
+  let n = 0;
+  for (let k = 0; k < c.r; k++) {
+    const v = c.coef[x * c.rowStride + k * c.rankStride]!;
+    if (v !== 0) {
+      at[n] = base + k * step;
+      cs[n++] = v;
+    }
+  }
+  return n;
+}
+
+/**
+ * The RowCombination, in place. Zero coefficients are
  * skipped (as the float64 sum never holds -0, adding their +-0 products would change nothing
  * but NaN/Inf propagation from the basis). Ranks go four at a time so the running sums of a row
  * stay in registers for four products instead of a load and store of the accumulator each.
  */
-function addCombinedRows(
-  w: Float32Array,
-  rows: number,
-  len: number,
-  basis: Float32Array,
-  r: number,
-  coef: Float32Array,
-  rowStride: number,
-  rankStride: number,
-  factor: number,
-): void {
+function addCombinedRows(c: RowCombination): void {
   const simd = simdKernels();
-  if (simd) return addCombinedRowsSimd(simd, w, rows, len, basis, r, coef, rowStride, rankStride, factor);
+  if (simd) return addCombinedRowsSimd(simd, c);
+  const { w, rows, len, basis, r, factor } = c;
   const acc = new Float64Array(len);
   const offsets = new Int32Array(r); // basis row offsets of the nonzero coefficients, in rank order
   const cs = new Float64Array(r);
   for (let x = 0; x < rows; x++) {
-    let n = 0;
-    for (let k = 0; k < r; k++) {
-      const c = coef[x * rowStride + k * rankStride]!;
-      if (c !== 0) {
-        offsets[n] = k * len;
-        cs[n++] = c;
-      }
-    }
+    const n = nonzeroCoefficients(c, x, 0, len, offsets, cs);
     let m = 0;
     if (n >= 4) {
       accumulate4(acc, basis, offsets, cs, 0, len, true);
@@ -147,18 +162,8 @@ const SIMD_CHUNK_BYTES = 256 << 10;
  * memory holds the basis, the accumulator and a group of rows of `w` at a time, copied in and
  * out, so it stays small whatever the weight's size.
  */
-function addCombinedRowsSimd(
-  k: SimdKernels,
-  w: Float32Array,
-  rows: number,
-  len: number,
-  basis: Float32Array,
-  r: number,
-  coef: Float32Array,
-  rowStride: number,
-  rankStride: number,
-  factor: number,
-): void {
+function addCombinedRowsSimd(k: SimdKernels, c: RowCombination): void {
+  const { w, rows, len, basis, r, factor } = c;
   const quads = len >> 2;
   const tail = quads * 4; // elements from here to the row's end are done here, in the same order
   const basisAt = 0;
@@ -175,14 +180,7 @@ function addCombinedRowsSimd(
     const x1 = Math.min(rows, x0 + chunkRows);
     f32.set(w.subarray(x0 * len, x1 * len), wAt / 4);
     for (let x = x0; x < x1; x++) {
-      let n = 0;
-      for (let q = 0; q < r; q++) {
-        const c = coef[x * rowStride + q * rankStride]!;
-        if (c !== 0) {
-          at[n] = basisAt + q * len * 4;
-          cs[n++] = c;
-        }
-      }
+      const n = nonzeroCoefficients(c, x, basisAt, len * 4, at, cs);
       acc.fill(0); // 0 + c0*x0 + ...: the sum starts from +0 as in the scalar loops
       let m = 0;
       for (; m + 8 <= n; m += 8) {
