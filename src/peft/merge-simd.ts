@@ -20,7 +20,7 @@
  * Addresses are byte offsets into the memory.
  */
 
-import { assembleModule, bump, countedLoop, F64, get, I32, set, simd, uleb, V128, vec, wasm, type WasmMemory } from '../wasm/assembler.js';
+import { assembleModule, bump, countedLoop, F64, get, I32, set, simd, uleb, V128, vec, instantiateKernels, type KernelMemory } from '../wasm/assembler.js';
 
 const V128_LOAD = simd(0x00, 3, 0); // align hint 8, offset 0
 const V128_STORE = simd(0x0b, 3, 0);
@@ -92,8 +92,7 @@ function moduleBytes(): Uint8Array {
   ]);
 }
 
-export interface SimdKernels {
-  memory: WasmMemory;
+export interface SimdKernels extends KernelMemory {
   acc8(
     acc: number,
     x0: number, x1: number, x2: number, x3: number, x4: number, x5: number, x6: number, x7: number,
@@ -103,8 +102,6 @@ export interface SimdKernels {
   acc4(acc: number, x0: number, x1: number, x2: number, x3: number, c0: number, c1: number, c2: number, c3: number, pairs: number): void;
   acc1(acc: number, x0: number, c0: number, pairs: number): void;
   finish(w: number, acc: number, f: number, pairs: number): void;
-  /** Grows the memory to at least `bytes`. */
-  reserve(bytes: number): void;
 }
 
 let kernels: SimdKernels | null | undefined;
@@ -113,27 +110,7 @@ let enabled = true;
 /** The kernels of this thread (instantiated once), or null where WebAssembly SIMD is unavailable or turned off. */
 export function simdKernels(): SimdKernels | null {
   if (!enabled) return null;
-  if (kernels === undefined) {
-    try {
-      if (!wasm) throw new Error('no WebAssembly');
-      const memory = new wasm.Memory({ initial: 1 });
-      const instance = new wasm.Instance(new wasm.Module(moduleBytes()), { env: { memory } });
-      const e = instance.exports as unknown as Pick<SimdKernels, 'acc8' | 'acc4' | 'acc1' | 'finish'>;
-      kernels = {
-        memory,
-        acc8: e.acc8,
-        acc4: e.acc4,
-        acc1: e.acc1,
-        finish: e.finish,
-        reserve(bytes: number) {
-          const have = memory.buffer.byteLength;
-          if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
-        },
-      };
-    } catch {
-      kernels = null;
-    }
-  }
+  if (kernels === undefined) kernels = instantiateKernels<SimdKernels>(moduleBytes());
   return kernels;
 }
 

@@ -38,7 +38,7 @@
  * src/wasm/assembler.ts (no build step).
  */
 
-import { assembleModule, bump, countedLoop, F32, F64, get, i32c, I32, I32_ADD, set, simd, tee, uleb, V128, vec, wasm, type WasmMemory } from '../wasm/assembler.js';
+import { assembleModule, bump, countedLoop, F32, F64, get, i32c, I32, I32_ADD, set, simd, tee, uleb, V128, vec, instantiateKernels, type KernelMemory } from '../wasm/assembler.js';
 
 const F64_ADD = [0xa0];
 const F64_GE = [0x66];
@@ -312,16 +312,13 @@ export const MAX_CANDIDATES = 256;
 export const ROW_PARAMS_AT = 4096;
 export const SIMD_DATA_AT = 8192;
 
-export interface QuantSimd {
-  memory: WasmMemory;
+export interface QuantSimd extends KernelMemory {
   codes(ptr: number, groups: number, inv: number, z: number, s: number, maxq: number, out: number): void;
   sse(ptr: number, groups: number, inv: number, z: number, s: number, maxq: number, bound: number): number;
   gather(src: number, rowBytes: number, groups: number, len: number, dst: number, bsBytes: number, lohi: number): void;
   score(ptr: number, groups: number, cand: number, count: number, maxq: number, best: number): number;
   moments(ptr: number, groups: number, inv: number, z: number, s: number, maxq: number): void;
   codesRows(ptr: number, rows: number, groups: number, rowBytes: number, params: number, maxq: number, out: number, outStride: number): void;
-  /** Grows the memory to at least `bytes`. */
-  reserve(bytes: number): void;
 }
 
 let kernels: QuantSimd | null | undefined;
@@ -330,29 +327,7 @@ let enabled = true;
 /** The kernels of this thread (instantiated once), or null where WebAssembly SIMD is unavailable or turned off. */
 export function quantSimd(): QuantSimd | null {
   if (!enabled) return null;
-  if (kernels === undefined) {
-    try {
-      if (!wasm) throw new Error('no WebAssembly');
-      const memory = new wasm.Memory({ initial: 1 });
-      const instance = new wasm.Instance(new wasm.Module(moduleBytes()), { env: { memory } });
-      const e = instance.exports as unknown as Pick<QuantSimd, 'codes' | 'sse' | 'gather' | 'score' | 'moments' | 'codesRows'>;
-      kernels = {
-        memory,
-        codes: e.codes,
-        sse: e.sse,
-        gather: e.gather,
-        score: e.score,
-        moments: e.moments,
-        codesRows: e.codesRows,
-        reserve(bytes: number) {
-          const have = memory.buffer.byteLength;
-          if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
-        },
-      };
-    } catch {
-      kernels = null;
-    }
-  }
+  if (kernels === undefined) kernels = instantiateKernels<QuantSimd>(moduleBytes());
   return kernels;
 }
 

@@ -79,3 +79,33 @@ export interface WasmApi {
 }
 /** WebAssembly, or undefined where the runtime has none. */
 export const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
+/** What every kernel set has besides its functions: its memory, and a way to grow it. */
+export interface KernelMemory {
+  memory: WasmMemory;
+  /** Grows the memory to at least `bytes`. */
+  reserve(bytes: number): void;
+}
+
+/**
+ * Instantiates a module made by assembleModule against a fresh one-page memory and returns its
+ * exports with the memory; null where WebAssembly (or the SIMD it uses) is unavailable, so
+ * callers fall back to their JavaScript loops.
+ */
+export function instantiateKernels<T extends KernelMemory>(bytes: Uint8Array): T | null {
+  try {
+    if (!wasm) throw new Error('no WebAssembly');
+    const memory = new wasm.Memory({ initial: 1 });
+    const instance = new wasm.Instance(new wasm.Module(bytes), { env: { memory } });
+    return {
+      ...(instance.exports as object),
+      memory,
+      reserve(want: number) {
+        const have = memory.buffer.byteLength;
+        if (want > have) memory.grow(Math.ceil((want - have) / 65536));
+      },
+    } as T;
+  } catch {
+    return null;
+  }
+}
