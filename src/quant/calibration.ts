@@ -8,23 +8,19 @@
  * rank higher is a stack of samples, fed one at a time. Element types must be the inputs' own, and
  * every fixed dimension of the model must match.
  *
- * Capture: a copy of the model (encoded and decoded again; the model given is never touched) lists
- * the activations as extra graph outputs and runs in onnxruntime-node. Each run fetches the
+ * Capture: the activations are listed as extra graph outputs while onnxruntime-node loads the model
+ * (then the model is restored exactly as given), and the session runs the data. Each run fetches the
  * activations in groups sized so that at most `budgetBytes` of them are alive at once (sizes are
  * learnt from the first activation fetched: the row count of activations is assumed alike), and
  * each group is folded into its Hessians before the next is fetched.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { PeftcError } from '../errors.js';
 import { DataType, dtypeName, float16BitsToFloat32 } from '../ir/dtype.js';
+import type { Value } from '../ir/graph.js';
 import type { Model } from '../ir/model.js';
 import { Tensor } from '../ir/tensor.js';
 import { shapeOf, tensorType } from '../ir/types.js';
-import { decodeModel } from '../onnx/decode.js';
-import { encodeModel, PROTOBUF_LIMIT } from '../onnx/encode.js';
-import { loadModel, saveModel } from '../onnx/io.js';
 import { readArrays } from '../runtime/npy.js';
 import { OrtSession } from '../runtime/ort.js';
 import { accumulateHessian, mirrorUpper, sharedFloat64 } from './hessian.js';
@@ -193,7 +189,7 @@ const DEFAULT_BUDGET = 256 << 20;
 let half: Float32Array | undefined;
 const halfToFloat = (h: number) => (half ??= Float32Array.from({ length: 65536 }, (_, i) => float16BitsToFloat32(i)))[h]!;
 
-/** Runs the calibration data through a copy of `model` and accumulates each target's Hessian. */
+/** Runs the calibration data through `model` (with the targets as outputs) and accumulates each target's Hessian. */
 export async function captureHessians(model: Model, targets: readonly CaptureTarget[], data: CalibrationData, options: CaptureOptions = {}): Promise<CaptureResult> {
   const t0 = performance.now();
   const log = options.log ?? (() => {});
@@ -224,12 +220,17 @@ export async function captureHessians(model: Model, targets: readonly CaptureTar
 
   let sessionRuns = 0;
   let session: OrtSession | undefined;
-  let cleanup = () => {};
   try {
     if (computed.length) {
-      const copy = exposedCopy(model, computed);
-      cleanup = copy.cleanup;
-      session = await OrtSession.create(copy.model, { label: `calibration copy of the model`, intraOpThreads: availableParallelism() });
+      // The activations are exposed as extra outputs only while onnxruntime takes the model in
+      // (OrtSession.create encodes it, or writes it out when it is large): a copy of the model
+      // made for this would cost a second full encode, or a second temporary copy on disk.
+      const restore = exposeOutputs(model, computed);
+      try {
+        session = await OrtSession.create(model, { label: 'the model with its quantized layers\' inputs as outputs (calibration)', intraOpThreads: availableParallelism() });
+      } finally {
+        restore();
+      }
     }
     let rowsSeen = 0;
     for (let run = 0; run < data.runs; run++) {
@@ -261,7 +262,6 @@ export async function captureHessians(model: Model, targets: readonly CaptureTar
     }
   } finally {
     await session?.release();
-    cleanup();
   }
   for (const t of targets) {
     const h = hessians.get(t.activation)!;
@@ -273,29 +273,24 @@ export async function captureHessians(model: Model, targets: readonly CaptureTar
   return { hessians, rows, sessionRuns, ms: performance.now() - t0 };
 }
 
-/** A copy of the model with the targets as extra graph outputs (`cleanup` removes temporary files). */
-function exposedCopy(model: Model, targets: readonly CaptureTarget[]): { model: Model; cleanup: () => void } {
-  let bytes = 0;
-  for (const v of model.graph.initializers) bytes += v.initializer!.byteLength;
-  let copy: Model;
-  let cleanup = () => {};
-  if (bytes < PROTOBUF_LIMIT - (64 << 20)) {
-    copy = decodeModel(encodeModel(model));
-  } else {
-    // Too large for one protobuf message: through a temporary file with external data.
-    const dir = mkdtempSync(join(tmpdir(), 'peftc-calib-'));
-    cleanup = () => rmSync(dir, { recursive: true, force: true });
-    const path = join(dir, 'model.onnx');
-    saveModel(model, path, { durable: false, externalData: 'all' });
-    copy = loadModel(path);
-  }
-  const g = copy.graph;
+/** Adds the targets to the model's graph outputs; the returned function undoes exactly that. */
+function exposeOutputs(model: Model, targets: readonly CaptureTarget[]): () => void {
+  const g = model.graph;
+  const outputs = [...g.outputs];
+  const types: Array<[Value, Value['type']]> = [];
   for (const t of targets) {
     const v = g.localValue(t.activation);
     if (!v) throw new PeftcError(`internal: activation '${t.activation}' is not a value of the main graph`);
     if (v.isGraphOutput) continue;
-    if (v.type?.kind !== 'tensor') v.type = tensorType(t.dtype);
+    if (v.type?.kind !== 'tensor') {
+      types.push([v, v.type]);
+      v.type = tensorType(t.dtype);
+    }
     g.outputs.push(v);
   }
-  return { model: copy, cleanup };
+  return () => {
+    g.outputs.length = 0;
+    g.outputs.push(...outputs);
+    for (const [v, type] of types) v.type = type;
+  };
 }
