@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { DataType } from '../src/ir/dtype.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { OrtSession } from '../src/runtime/ort.js';
-import { fmt, MiB, printTable, runTask, syncDisks, type TaskResult } from './util.js';
+import { fmt, MiB, printTable, runTask, summarize, syncDisks, type TaskResult } from './util.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ORT_SCRIPT = join(here, '..', '..', 'bench', 'ort_quantize.py');
@@ -65,7 +65,6 @@ async function latency(model: string, runs: number): Promise<{ ms: number; creat
   }
 }
 
-const median = <T extends { ms: number }>(runs: T[]): T => [...runs].sort((a, b) => a.ms - b.ms)[Math.floor(runs.length / 2)]!;
 
 export async function benchQuantSpeed(opts: { dir: string; keep: boolean; repeat: number; layers: number; hidden: number; intermediate: number; vocab: number }): Promise<unknown> {
   const dir = join(opts.dir, 'quant-speed');
@@ -102,8 +101,8 @@ export async function benchQuantSpeed(opts: { dir: string; keep: boolean; repeat
     );
   }
   const peftc: Record<string, TaskResult> = {};
-  for (const method of ['rtn', 'mse'] as const) peftc[method] = { ...median(rounds[method]), peakRssMiB: Math.max(...rounds[method].map((x) => x.peakRssMiB)) };
-  const ort: OrtRun | undefined = ortVersion ? { ...median(ortRuns), peakRssMiB: Math.max(...ortRuns.map((x) => x.peakRssMiB)) } : undefined;
+  for (const method of ['rtn', 'mse'] as const) peftc[method] = summarize(rounds[method]);
+  const ort: OrtRun | undefined = ortVersion ? summarize(ortRuns) : undefined;
   const rel = (ms: number) => (ort ? fmt(ort.ms / ms, 2) : 'n/a');
   printTable(
     `quant-speed: int4, block ${block}, asymmetric, ${fmt(params / 1e9, 2)}B parameters (${fmt(bytes / MiB, 0)} MiB fp32), ${cpus().length} cores, median of ${repeat} interleaved rounds, sync before each run`,
@@ -140,5 +139,5 @@ export async function benchQuantSpeed(opts: { dir: string; keep: boolean; repeat
     Object.entries(lat).map(([k, v]) => [k, fmt(v.fileMiB, 0), fmt(v.createMs / 1000, 2), fmt(v.ms, 1), fmt(lat.fp32!.ms / v.ms, 2)]),
   );
   if (!opts.keep) rmSync(dir, { recursive: true, force: true });
-  return { params, bytes, cores: cpus().length, block, method: 'interleaved rounds, sync before each run, median', peftc, runs: { rtn: rounds.rtn.map((x) => x.ms), mse: rounds.mse.map((x) => x.ms), ort: ortRuns.map((x) => x.ms) }, ort: ort ?? null, ortMissing: ort ? undefined : `${python} has no onnxruntime`, latency: lat };
+  return { params, bytes, cores: cpus().length, block, method: 'interleaved rounds, sync before each run, median', peftc, ort: ort ?? null, ortMissing: ort ? undefined : `${python} has no onnxruntime`, latency: lat };
 }

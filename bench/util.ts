@@ -68,7 +68,9 @@ export interface Summary extends TaskResult {
   maxMs: number;
 }
 
-export function summarize(runs: TaskResult[]): Summary {
+export function summarize(runs: TaskResult[]): Summary;
+export function summarize<T extends { ms: number; peakRssMiB: number; cpuMs?: number }>(runs: T[]): T & { runsMs: number[]; minMs: number; maxMs: number };
+export function summarize<T extends { ms: number; peakRssMiB: number; cpuMs?: number }>(runs: T[]): T & { runsMs: number[]; minMs: number; maxMs: number } {
   const sorted = [...runs].sort((a, b) => a.ms - b.ms);
   const mid = sorted[Math.floor(sorted.length / 2)]!;
   const cpu = runs.map((r) => r.cpuMs ?? NaN).sort((a, b) => a - b);
