@@ -8,7 +8,7 @@ import { PeftcError } from './errors.js';
 import { summarizeModel, type ModelSummary } from './inspect.js';
 import type { ExternalPolicy } from './onnx/encode.js';
 import { loadModel, saveModel, type SaveResult } from './onnx/io.js';
-import { runPipeline, type PassReport } from '../passes/pass.js';
+import { runPipeline, type Pass, type PassReport } from '../passes/pass.js';
 import { cleanupPipeline } from '../passes/pipelines.js';
 import { mergeAdapters } from '../passes/lora-adapter-merge.js';
 import { loadAdapter, type Adapter } from './peft/adapter.js';
@@ -72,6 +72,11 @@ export interface CompileOptions {
    * Output bytes do not depend on it.
    */
   workers?: number;
+  /**
+   * Passes run after cleanup (and any opset upgrade), before quantization: for plug-ins and for
+   * tests that plant a change (the golden gate must notice it).
+   */
+  extraPasses?: readonly Pass[];
   log?: (message: string) => void;
   onReport?: (report: PassReport) => void;
 }
@@ -156,7 +161,8 @@ function prepare(input: string, options: CompileOptions): Prepared {
     log: options.log,
     onReport: options.onReport,
   });
-  return { input, options, output, weightMode, method, calib, model, before, passes: [...merge, ...cleanup, ...upgrade], t0, t1 };
+  const extra = options.extraPasses?.length ? runPipeline(model, options.extraPasses, { check: options.check, log: options.log, onReport: options.onReport }) : [];
+  return { input, options, output, weightMode, method, calib, model, before, passes: [...merge, ...cleanup, ...upgrade, ...extra], t0, t1 };
 }
 
 function weightQuantOptions(p: Prepared): WeightQuantOptions {
@@ -213,6 +219,7 @@ export async function compileModelAsync(input: string, options: CompileOptions):
   const p = prepare(input, options);
   if (!p.calib) return finish(p, undefined, undefined);
   const data = matchCalibrationData(p.calib, p.model);
+  for (const note of data.notes) options.log?.(`calibration: ${note}`);
   const targets = calibrationTargets(p.model, weightQuantOptions(p));
   // Every Hessian stays in memory until the weights are quantized: say how much that is.
   const hessianBytes = targets.reduce((a, t) => a + t.k * t.k * 8, 0);

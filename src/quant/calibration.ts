@@ -3,10 +3,8 @@
  * to the model's inputs, and capturing, for every MatMul/Gemm input A whose weight will be
  * quantized, H = X^T X (X: the rows of A over all calibration runs, leading axes flattened).
  *
- * Data: a .npy array for a single-input model, or a .npz archive keyed by input name. An array
- * whose rank is the input's is fed as it is (its leading axis being the model's batch axis); one
- * rank higher is a stack of samples, fed one at a time. Element types must be the inputs' own, and
- * every fixed dimension of the model must match.
+ * Data: a .npy array for a single-input model, or a .npz archive keyed by input name, read by the
+ * one rule that verify and bench use too (src/runtime/input-data.ts).
  *
  * Capture: the activations are listed as extra graph outputs while onnxruntime-node loads the model
  * (then the model is restored exactly as given), and the session runs the data. Each run fetches the
@@ -21,144 +19,26 @@ import type { Value } from '../ir/graph.js';
 import type { Model } from '../ir/model.js';
 import { Tensor } from '../ir/tensor.js';
 import { shapeOf, tensorType } from '../ir/types.js';
-import { readArrays } from '../runtime/npy.js';
+import { CHUNK_ROWS, matchInputData, readInputArrays, type InputArrays, type InputData } from '../runtime/input-data.js';
 import { OrtSession } from '../runtime/ort.js';
 import { accumulateHessian, mirrorUpper, sharedFloat64 } from './hessian.js';
 
 /** Rows of a batch-axis calibration array fed per onnxruntime run (bounds the activations held). */
-export const CALIB_BATCH = 8;
+export const CALIB_BATCH = CHUNK_ROWS;
 
-/** Name given to the array of a .npy file until it is matched to the model's only input. */
-const SINGLE_ARRAY = '\u0000npy';
+const fmt = (dims: readonly number[]) => `[${dims.join(', ')}]`;
 
 /** Calibration arrays as read from the file, not yet matched to a model. */
-export interface CalibrationArrays {
-  path: string;
-  arrays: Map<string, Tensor>;
-}
+export type CalibrationArrays = InputArrays;
+/** Calibration data matched to a model: `runs` feeds. */
+export type CalibrationData = InputData;
 
 /** Reads a .npy / .npz calibration file (errors name the file). */
-export function readCalibrationArrays(path: string): CalibrationArrays {
-  return { path, arrays: readArrays(path, SINGLE_ARRAY) };
-}
+export const readCalibrationArrays = readInputArrays;
 
-/** Calibration data matched to a model: `runs` feeds. */
-export interface CalibrationData {
-  path: string;
-  runs: number;
-  /** Samples in all (runs x batch). */
-  samples: number;
-  feed(run: number): Record<string, Tensor>;
-}
-
-const fmt = (dims: ReadonlyArray<number | string | null>) => `[${dims.map((d) => (d === null ? '?' : d)).join(', ')}]`;
-
-/** Checks the arrays against the model's inputs; the errors name the file, the array and the input. */
+/** Checks the arrays against the model's inputs (the shared rule of src/runtime/input-data.ts). */
 export function matchCalibrationData(data: CalibrationArrays, model: Model): CalibrationData {
-  const { path } = data;
-  const g = model.graph;
-  const inputs = g.inputs.filter((v) => !v.initializer);
-  const overridable = new Set(g.inputs.filter((v) => v.initializer).map((v) => v.name));
-  const arrays = new Map(data.arrays);
-  const single = arrays.get(SINGLE_ARRAY);
-  if (single) {
-    if (inputs.length !== 1) {
-      throw new PeftcError(`${path}: a .npy file holds one array, but the model takes ${inputs.length} inputs (${inputs.map((v) => `'${v.name}'`).join(', ')}); give a .npz archive with one array per input name`);
-    }
-    arrays.delete(SINGLE_ARRAY);
-    arrays.set(inputs[0]!.name, single);
-  }
-  const unknown = [...arrays.keys()].filter((k) => !inputs.some((v) => v.name === k) && !overridable.has(k));
-  if (unknown.length) {
-    throw new PeftcError(`${path}: array(s) ${unknown.map((k) => `'${k}'`).join(', ')} match no model input (inputs: ${inputs.map((v) => `'${v.name}'`).join(', ')})`);
-  }
-  const missing = inputs.filter((v) => !arrays.has(v.name));
-  if (missing.length) {
-    throw new PeftcError(`${path}: no array for model input(s) ${missing.map((v) => `'${v.name}'`).join(', ')} (the archive holds ${[...arrays.keys()].map((k) => `'${k}'`).join(', ')})`);
-  }
-  // Per input: fed whole ('batch') or one sample at a time along a leading axis ('stack').
-  const plans: Array<{ name: string; tensor: Tensor; stacked: boolean }> = [];
-  for (const [name, tensor] of arrays) {
-    const v = g.inputs.find((x) => x.name === name)!;
-    const type = v.type;
-    if (type?.kind === 'tensor' && type.elemType !== tensor.dtype) {
-      throw new PeftcError(`${path}: array '${name}' is ${dtypeName(tensor.dtype)}, but input '${name}' takes ${dtypeName(type.elemType)}; save it as ${dtypeName(type.elemType)}`);
-    }
-    const want = shapeOf(type);
-    const dims = tensor.dims;
-    if (!want) {
-      plans.push({ name, tensor, stacked: false });
-      continue;
-    }
-    const fits = (got: readonly number[]) => got.length === want.length && want.every((d, i) => typeof d !== 'number' || d === got[i]);
-    if (fits(dims)) plans.push({ name, tensor, stacked: false });
-    else if (dims.length === want.length + 1 && fits(dims.slice(1))) plans.push({ name, tensor, stacked: true });
-    else {
-      throw new PeftcError(
-        `${path}: array '${name}' has shape ${fmt(dims)}, but input '${name}' takes ${fmt(want)} (or a stack of samples ${fmt(['samples', ...want])}); '?' and names are free dimensions`,
-      );
-    }
-  }
-  const stacked = plans.filter((p) => p.stacked);
-  if (stacked.length && stacked.length !== plans.length) {
-    throw new PeftcError(
-      `${path}: arrays ${stacked.map((p) => `'${p.name}'`).join(', ')} are stacks of samples but ${plans.filter((p) => !p.stacked).map((p) => `'${p.name}'`).join(', ')} are not; give every input the same layout`,
-    );
-  }
-  const runs = stacked.length ? stacked[0]!.tensor.dims[0]! : 1;
-  for (const p of stacked) {
-    if (p.tensor.dims[0] !== runs) throw new PeftcError(`${path}: array '${p.name}' holds ${p.tensor.dims[0]} samples, '${stacked[0]!.name}' ${runs}; every input needs the same number`);
-  }
-  if (runs === 0 || plans.some((p) => p.tensor.dims.includes(0))) throw new PeftcError(`${path}: the calibration data is empty`);
-  // Arrays fed whole whose leading axis is a free (batch) dimension of every input are cut into
-  // runs of at most CALIB_BATCH rows: one run over [512, 2048] token ids would hold the
-  // activations of all 512 sequences at once. H sums over rows, so the cut changes nothing else.
-  const leading = plans.map((p) => p.tensor.dims[0]);
-  const free0 = plans.every((p) => {
-    const want = shapeOf(g.inputs.find((x) => x.name === p.name)!.type);
-    return want !== undefined && want.length > 0 && typeof want[0] !== 'number' && p.tensor.dims.length > 0;
-  });
-  const chunked = !stacked.length && free0 && leading.every((d) => d === leading[0]) && leading[0]! > CALIB_BATCH;
-  if (chunked) {
-    const rows = leading[0]!;
-    const chunks = Math.ceil(rows / CALIB_BATCH);
-    return {
-      path,
-      runs: chunks,
-      samples: rows,
-      feed(run: number): Record<string, Tensor> {
-        const out: Record<string, Tensor> = {};
-        const from = run * CALIB_BATCH;
-        const to = Math.min(rows, from + CALIB_BATCH);
-        for (const p of plans) {
-          const bytes = p.tensor.bytes();
-          const per = bytes.byteLength / rows;
-          out[p.name] = Tensor.fromBytes(p.name, p.tensor.dtype, [to - from, ...p.tensor.dims.slice(1)], bytes.subarray(from * per, to * per));
-        }
-        return out;
-      },
-    };
-  }
-  // Samples: runs times the leading (batch) axis of what each run feeds.
-  const batch = (stacked.length ? plans[0]!.tensor.dims[1] : plans[0]!.tensor.dims[0]) ?? 1;
-  return {
-    path,
-    runs,
-    samples: runs * batch,
-    feed(run: number): Record<string, Tensor> {
-      const out: Record<string, Tensor> = {};
-      for (const p of plans) {
-        if (!p.stacked) {
-          out[p.name] = p.tensor;
-          continue;
-        }
-        const bytes = p.tensor.bytes();
-        const per = bytes.byteLength / runs;
-        out[p.name] = Tensor.fromBytes(p.name, p.tensor.dtype, p.tensor.dims.slice(1), bytes.subarray(run * per, (run + 1) * per));
-      }
-      return out;
-    },
-  };
+  return matchInputData(data, model, { chunkRows: CALIB_BATCH });
 }
 
 /** An activation to capture: a value name, its last axis K and its element type. */

@@ -8,9 +8,9 @@
  * after the arrays (fflate unzips it, stored or deflated).
  */
 import { readFileSync } from 'node:fs';
-import { unzipSync } from 'fflate';
+import { unzipSync, zipSync } from 'fflate';
 import { PeftcError } from '../errors.js';
-import { byteSize, DataType, elementCount } from '../ir/dtype.js';
+import { byteSize, DataType, dtypeName, elementCount } from '../ir/dtype.js';
 import { Tensor } from '../ir/tensor.js';
 
 const DESCR: Record<string, DataType> = {
@@ -86,4 +86,33 @@ export function readArrays(path: string, defaultName = 'input'): Map<string, Ten
   }
   if (out.size === 0) throw new PeftcError(`${path}: the archive holds no arrays`);
   return out;
+}
+
+const DESCR_OF = new Map<DataType, string>(Object.entries(DESCR).map(([code, dtype]) => [dtype, code]));
+
+/**
+ * A tensor as .npy bytes (format 1.0, little-endian, C order), the header padded so the data
+ * starts on a 64-byte boundary as NumPy writes it. Refuses types NumPy has no code for here.
+ */
+export function encodeNpy(t: Tensor): Uint8Array {
+  const code = DESCR_OF.get(t.dtype);
+  if (code === undefined) throw new PeftcError(`tensor '${t.name}': no .npy type for ${dtypeName(t.dtype)}`);
+  const descr = `${code.endsWith('1') ? '|' : '<'}${code}`;
+  const shape = t.dims.length === 1 ? `(${t.dims[0]},)` : `(${t.dims.join(', ')})`;
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shape}, }`;
+  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n';
+  const data = t.bytes();
+  const out = new Uint8Array(10 + header.length + data.byteLength);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  out.set(new TextEncoder().encode(header), 10);
+  out.set(data, 10 + header.length);
+  return out;
+}
+
+/** Arrays as .npz bytes (a stored zip of .npy files named after the arrays). */
+export function encodeNpz(arrays: ReadonlyMap<string, Tensor>): Uint8Array {
+  const files: Record<string, [Uint8Array, { level: 0 }]> = {};
+  for (const [name, t] of arrays) files[`${name}.npy`] = [encodeNpy(t), { level: 0 }];
+  return zipSync(files);
 }
