@@ -12,6 +12,11 @@ import { compileModelAsync, QUANT_FORMATS, QUANT_METHODS, QUANT_MODES, resolveOu
 import { writeFileAtomic } from '../atomic-write.js';
 import { parseLoraArg } from '../peft/adapter.js';
 import type { PassReport } from '../../passes/pass.js';
+import { verifyCommand } from './verify-command.js';
+import { goldenCommand } from './golden-command.js';
+import { verifyCompiled } from '../verify/compiled.js';
+import { parseTolerance } from '../verify/tolerance.js';
+import { renderVerifyReport, type VerifyReport } from '../verify/verify.js';
 
 function formatPassLine(r: PassReport): string {
   const details = Object.entries(r.details)
@@ -86,6 +91,9 @@ async function main(): Promise<void> {
           .option('check', { type: 'boolean', default: false, describe: 'run the IR invariant checker after every pass' })
           .option('fold-size-limit', { type: 'number', default: 1 << 20, describe: 'largest constant (bytes) folding may create beyond what it frees' })
           .option('workers', { type: 'number', describe: 'worker threads for quantization and LoRA merge (0: none; default one per core); the output does not depend on it' })
+          .option('verify', { type: 'boolean', default: false, describe: 'run the written model against the source on onnxruntime and check its outputs (exit 1 over tolerance); figures go in the report' })
+          .option('inputs', { type: 'string', describe: 'with --verify: input data (.npy/.npz); default: generated from the declared shapes' })
+          .option('tolerance', { type: 'string', describe: 'with --verify: rel=..,abs=..,cos=..,top1=..,ppl=..; default by --quant (none: rel=1e-4)' })
           .option('external-data', { choices: ['auto', 'all', 'none'] as const, default: 'auto' as const, describe: 'where weights go: auto keeps external weights external and moves all out past 2 GiB' }),
       async (args) => {
         const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -99,6 +107,8 @@ async function main(): Promise<void> {
           throw new PeftcError('--accuracy-level is an attribute of MatMulNBits (--quant int4 or int8-weight with --quant-format matmulnbits)');
         }
         if (args.symmetric && args.asymmetric) throw new PeftcError('--symmetric and --asymmetric contradict each other; give one');
+        if (!args.verify && (args.inputs !== undefined || args.tolerance !== undefined)) throw new PeftcError('--inputs and --tolerance go with --verify');
+        const tolerance = args.tolerance !== undefined ? parseTolerance(args.tolerance) : undefined; // a bad one fails before any work
         if (!args.json) log(`peftc compile ${args.model} --target ${args.target} --quant ${args.quant}`);
         const result = await compileModelAsync(args.model, {
           target: args.target,
@@ -125,12 +135,24 @@ async function main(): Promise<void> {
           log,
           onReport: args.json ? undefined : (r) => log(formatPassLine(r)),
         });
-        const report = JSON.stringify(result, null, 2);
+        let verified: VerifyReport | undefined;
+        if (args.verify) {
+          verified = await verifyCompiled(result, (args.lora ?? []).map(parseLoraArg), {
+            ...(args.inputs !== undefined ? { inputs: args.inputs } : {}),
+            ...(tolerance ? { tolerance } : {}),
+            log: args.json ? undefined : log,
+          });
+          if (!args.json) log(renderVerifyReport(verified));
+          if (!verified.ok) process.exitCode = 1;
+        }
+        const report = JSON.stringify(verified ? { ...result, verify: verified } : result, null, 2);
         if (args.report) writeFileAtomic(args.report, `${report}\n`);
         if (args.json) process.stdout.write(`${report}\n`);
         else log(formatCompileSummary(result));
       },
     )
+    .command(verifyCommand)
+    .command(goldenCommand)
     .demandCommand(1, 'name a command (peftc --help lists them)')
     .strict()
     .fail((msg, err) => {
