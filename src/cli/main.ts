@@ -14,6 +14,9 @@ import { parseLoraArg } from '../peft/adapter.js';
 import type { PassReport } from '../../passes/pass.js';
 import { verifyCommand } from './verify-command.js';
 import { goldenCommand } from './golden-command.js';
+import { benchCommand } from './bench-command.js';
+import { diffCommand } from './diff-command.js';
+import { reportCommand } from './report-command.js';
 import { verifyCompiled } from '../verify/compiled.js';
 import { parseTolerance } from '../verify/tolerance.js';
 import { renderVerifyReport, type VerifyReport } from '../verify/verify.js';
@@ -153,6 +156,9 @@ async function main(): Promise<void> {
     )
     .command(verifyCommand)
     .command(goldenCommand)
+    .command(benchCommand)
+    .command(diffCommand)
+    .command(reportCommand)
     .demandCommand(1, 'name a command (peftc --help lists them)')
     .strict()
     .fail((msg, err) => {
