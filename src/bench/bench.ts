@@ -6,6 +6,7 @@
  * visible, and ratios to the first model measured in the same run.
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +16,15 @@ import { ORT_VERSION } from '../version.js';
 import type { ChildArgs, ChildResult } from './child.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
+
+/** The child script: beside this module when built; from the TypeScript sources (tests), the built copy. */
+function childScript(): string {
+  const beside = join(here, 'child.js');
+  if (existsSync(beside)) return beside;
+  const built = join(here, '..', '..', 'dist', 'src', 'bench', 'child.js');
+  if (existsSync(built)) return built;
+  throw new PeftcError(`bench: ${built} is missing; run npm run build`);
+}
 
 export interface BenchOptions {
   /** Timed calls per round (default 50). */
@@ -62,7 +72,7 @@ export function machineFacts(): BenchResults['machine'] {
 
 function runChild(args: ChildArgs): Promise<ChildResult> {
   return new Promise((resolvePromise, reject) => {
-    execFile(process.execPath, [join(here, 'child.js'), JSON.stringify(args)], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [childScript(), JSON.stringify(args)], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       if (err) {
         reject(new PeftcError(`${args.model}: benchmark run failed: ${stderr.trim() || err.message}`));
         return;
