@@ -102,7 +102,9 @@ export class ErrorAccumulator {
       maxAbs: this.maxAbs,
       meanAbs: this.n ? this.sumAbs / this.n : 0,
       relErr: this.sumSqRef > 0 ? Math.sqrt(this.sumSqDiff / this.sumSqRef) : this.sumSqDiff > 0 ? Infinity : 0,
-      cosine: norms > 0 ? this.dot / norms : this.sumSqRef === 0 && this.sumSqCand === 0 ? 1 : 0,
+      // Clamped: sqrt(a) * sqrt(a) can round below a, which put the cosine of identical arrays at
+      // 1 + 2^-52 (and of negated ones below -1); a cosine is in [-1, 1] by definition.
+      cosine: norms > 0 ? Math.min(1, Math.max(-1, this.dot / norms)) : this.sumSqRef === 0 && this.sumSqCand === 0 ? 1 : 0,
       ...(this.rows ? { top1: this.agree / this.rows } : {}),
       ...(this.integer ? { mismatches: this.mismatches } : {}),
       nonFinite: this.nonFinite,
