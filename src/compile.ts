@@ -16,15 +16,16 @@ import { opsetUpgrade } from '../passes/opset-upgrade.js';
 import { calibrationTargets, weightQuantization, type LayerQuantReport, type WeightQuantFormat, type WeightQuantOptions } from '../passes/weight-quant.js';
 import { captureHessians, matchCalibrationData, readCalibrationArrays, type CalibrationArrays } from './quant/calibration.js';
 import type { Model } from './ir/model.js';
+import { getTarget } from '../targets/index.js';
+import type { LegalityReport, LoweringOptions } from '../targets/target.js';
+import type { PrecisionReport } from '../passes/float16.js';
+import { matchInputData, synthesizeInputs } from './runtime/input-data.js';
+import { FLOAT16_MAX, observeRanges } from './runtime/ranges.js';
 
 export const TARGETS = ['cpu', 'cuda', 'xla'] as const;
 export type Target = (typeof TARGETS)[number];
-export const QUANT_MODES = ['none', 'fp16', 'int8', 'int8-weight', 'int4', 'nf4'] as const;
+export const QUANT_MODES = ['none', 'fp16', 'bf16', 'int8', 'int8-weight', 'int4', 'nf4'] as const;
 export type QuantMode = (typeof QUANT_MODES)[number];
-
-/** What this build can do; the rest is refused up front with a clear message. */
-const IMPLEMENTED_TARGETS: readonly Target[] = ['cpu'];
-const IMPLEMENTED_QUANT: readonly QuantMode[] = ['none', 'int8-weight', 'int4', 'nf4'];
 /** Weight-only modes (passes/weight-quant.ts) and the pass mode each maps to. */
 const WEIGHT_QUANT_MODES: Partial<Record<QuantMode, 'int4' | 'int8' | 'nf4'>> = { int4: 'int4', 'int8-weight': 'int8', nf4: 'nf4' };
 export const QUANT_METHODS = ['rtn', 'mse', 'awq', 'gptq'] as const;
@@ -72,6 +73,12 @@ export interface CompileOptions {
    * Output bytes do not depend on it.
    */
   workers?: number;
+  /** Weight-only modes on targets that choose (cuda): activations in fp16 (default there) or fp32. */
+  activations?: 'fp16' | 'fp32';
+  /** fp16/bf16 artifacts: graph inputs/outputs stay float32 (default) or take the low type. */
+  ioTypes?: 'fp32' | 'fp16';
+  /** Refuse (exit 2, nothing written) when the target's legality check finds nodes it cannot run. */
+  strict?: boolean;
   /**
    * Passes run after cleanup (and any opset upgrade), before quantization: for plug-ins and for
    * tests that plant a change (the golden gate must notice it).
@@ -93,6 +100,12 @@ export interface CompileResult {
   quantization?: LayerQuantReport[];
   /** The calibration run, when --calib was given. */
   calibration?: { path: string; runs: number; samples: number; activations: number; hessianBytes: number; sessionRuns: number; ms: number };
+  /** fp16/bf16 conversion: what was lowered, kept (and why), Casts, clamped weights. */
+  precision?: PrecisionReport;
+  /** Activations whose observed range overflows float16, kept in float32. */
+  overflow?: { source: string; values: Array<{ name: string; maxAbs: number }> };
+  /** The target's legality check of the written graph (targets with a kernel table). */
+  legality?: LegalityReport;
   written: SaveResult;
   ms: { load: number; passes: number; save: number; total: number };
 }
@@ -120,19 +133,23 @@ interface Prepared {
 }
 
 function prepare(input: string, options: CompileOptions): Prepared {
-  if (!IMPLEMENTED_TARGETS.includes(options.target)) {
-    throw new PeftcError(`--target ${options.target} is not available in this build yet (available: ${IMPLEMENTED_TARGETS.join(', ')})`);
+  const target = getTarget(options.target);
+  if (!target.quantModes.includes(options.quant)) {
+    throw new PeftcError(`--quant ${options.quant} is not available for --target ${target.name} in this build (available: ${target.quantModes.join(', ')})`);
   }
-  if (!IMPLEMENTED_QUANT.includes(options.quant)) {
-    throw new PeftcError(`--quant ${options.quant} is not available in this build yet (available: ${IMPLEMENTED_QUANT.join(', ')})`);
+  if (options.activations !== undefined && (target.name !== 'cuda' || !WEIGHT_QUANT_MODES[options.quant])) {
+    throw new PeftcError('--activations applies to weight-only quantization on --target cuda (int4, nf4, int8-weight)');
   }
+  if (options.ioTypes !== undefined && !lowPrecision(options)) throw new PeftcError('--io-types applies to float16/bfloat16 artifacts (--target cuda --quant fp16|bf16, or weight-only with fp16 activations)');
   const weightMode = WEIGHT_QUANT_MODES[options.quant];
   const wq = options.weightQuant ?? {};
   const method = wq.method ?? (options.calib ? 'gptq' : 'mse');
   if (method === 'awq') {
     throw new PeftcError('--quant-method awq is not implemented; gptq is the data-aware method available (--quant-method gptq --calib DATA), or use mse (the default without data) or rtn');
   }
-  if (options.calib && !weightMode) throw new PeftcError(`--calib is used by weight-only quantization (--quant int4, int8-weight or nf4); --quant ${options.quant} takes no calibration data`);
+  if (options.calib && !weightMode && !lowPrecision(options)) {
+    throw new PeftcError(`--calib is used by weight-only quantization (--quant int4, int8-weight or nf4) and by float16 conversion (--target cuda --quant fp16); --quant ${options.quant} on ${options.target} takes no calibration data`);
+  }
   if (method === 'gptq' && !options.calib) throw new PeftcError('--quant-method gptq needs calibration data: give --calib DATA (.npy for a single-input model, .npz keyed by input name)');
   const output = resolveOutputPath(input, options.output);
   if (options.opset !== undefined) opsetUpgrade(options.opset); // refuses an unsupported target before any work
@@ -154,15 +171,16 @@ function prepare(input: string, options: CompileOptions): Prepared {
   });
   // Blocked 4-bit DequantizeLinear (the qdq format) exists from opset 21 on: raise the opset rather than refuse,
   // after cleanup so shapes are known (GroupNormalization needs its channel count).
-  const qdq = weightMode !== undefined && (wq.format ?? (options.target === 'xla' ? 'qdq' : 'matmulnbits')) === 'qdq';
+  const qdq = weightMode !== undefined && (wq.format ?? target.weightFormat) === 'qdq';
   const opset = options.opset ?? (qdq && (model.opsetVersion('') ?? 0) < 21 ? 21 : undefined);
   const upgrade = opset === undefined ? [] : runPipeline(model, [opsetUpgrade(opset, options.opset === undefined ? { reason: 'for blocked DequantizeLinear' } : {})], {
     check: options.check,
     log: options.log,
     onReport: options.onReport,
   });
+  const lowering = runPipeline(model, target.beforeQuant(loweringOptions(options)), { check: options.check, log: options.log, onReport: options.onReport });
   const extra = options.extraPasses?.length ? runPipeline(model, options.extraPasses, { check: options.check, log: options.log, onReport: options.onReport }) : [];
-  return { input, options, output, weightMode, method, calib, model, before, passes: [...merge, ...cleanup, ...upgrade, ...extra], t0, t1 };
+  return { input, options, output, weightMode, method, calib, model, before, passes: [...merge, ...cleanup, ...upgrade, ...lowering, ...extra], t0, t1 };
 }
 
 function weightQuantOptions(p: Prepared): WeightQuantOptions {
@@ -172,7 +190,7 @@ function weightQuantOptions(p: Prepared): WeightQuantOptions {
     method: p.method === 'awq' ? 'mse' : p.method,
     blockSize: wq.blockSize,
     symmetric: wq.symmetric,
-    format: wq.format ?? (p.options.target === 'xla' ? 'qdq' : 'matmulnbits'),
+    format: wq.format ?? getTarget(p.options.target).weightFormat,
     exclude: wq.exclude,
     ...(wq.scaleDtype !== undefined ? { scaleDtype: wq.scaleDtype } : {}),
     ...(wq.embeddings !== undefined ? { gather: wq.embeddings } : {}),
@@ -181,13 +199,55 @@ function weightQuantOptions(p: Prepared): WeightQuantOptions {
   };
 }
 
-function finish(p: Prepared, hessians: Map<string, Float64Array> | undefined, calibration: CompileResult['calibration']): CompileResult {
+/** Whether the compile lowers float32 to float16/bfloat16 (cuda fp16/bf16, or weight-only with fp16 activations). */
+function lowPrecision(options: Pick<CompileOptions, 'target' | 'quant' | 'activations'>): boolean {
+  if (options.target !== 'cuda') return false;
+  return options.quant === 'fp16' || options.quant === 'bf16' || (WEIGHT_QUANT_MODES[options.quant] !== undefined && (options.activations ?? 'fp16') === 'fp16');
+}
+
+function loweringOptions(options: CompileOptions, overflowing?: ReadonlySet<string>): LoweringOptions {
+  return {
+    quant: options.quant,
+    ...(options.activations ? { activations: options.activations } : {}),
+    ...(options.ioTypes ? { ioTypes: options.ioTypes } : {}),
+    ...(overflowing ? { overflowing } : {}),
+    ...(options.log ? { log: options.log } : {}),
+  };
+}
+
+/** Weight quantization, then the target's passes after it; the precision pass's report if one ran. */
+function quantizeAndLower(p: Prepared, hessians: Map<string, Float64Array> | undefined, overflowing: ReadonlySet<string> | undefined) {
   const { model, options, passes } = p;
   let quantization: LayerQuantReport[] | undefined;
   if (p.weightMode) {
     const pass = weightQuantization({ ...weightQuantOptions(p), ...(hessians ? { hessians } : {}) });
     passes.push(...runPipeline(model, [pass], { check: options.check, log: options.log, onReport: options.onReport }));
     quantization = pass.layers;
+  }
+  const after = getTarget(options.target).afterQuant(loweringOptions(options, overflowing));
+  passes.push(...runPipeline(model, after, { check: options.check, log: options.log, onReport: options.onReport }));
+  const precision = after.map((x) => (x as { report?: PrecisionReport }).report).find((r) => r !== undefined);
+  return { quantization, precision };
+}
+
+function finish(
+  p: Prepared,
+  quantized: { quantization: LayerQuantReport[] | undefined; precision: PrecisionReport | undefined },
+  calibration: CompileResult['calibration'],
+  overflow: CompileResult['overflow'],
+): CompileResult {
+  const { model, options, passes } = p;
+  const { quantization, precision } = quantized;
+  const target = getTarget(options.target);
+  const legality = target.legality?.(model);
+  if (legality?.fallbacks.length) {
+    const list = legality.fallbacks.slice(0, 20).map((f) => `  ${f.node || '(unnamed)'} (${f.domain ? `${f.domain}::` : ''}${f.op}): ${f.reason}`).join('\n');
+    const more = legality.fallbacks.length > 20 ? `\n  ... and ${legality.fallbacks.length - 20} more` : '';
+    const head = `${legality.fallbacks.length} node(s) have no ${target.runtime} kernel and would run on the CPU (${legality.copies} device/host copies per run):`;
+    if (options.strict) throw new PeftcError(`${p.input}: --strict: ${head}\n${list}${more}\nnothing written`);
+    options.log?.(`legality: ${head}\n${list}${more}`);
+  } else if (legality) {
+    options.log?.(`legality: all ${legality.nodes} nodes have ${target.runtime} kernels (${legality.table})`);
   }
   const after = summarizeModel(model);
   const t2 = performance.now();
@@ -203,6 +263,9 @@ function finish(p: Prepared, hessians: Map<string, Float64Array> | undefined, ca
     passes,
     ...(quantization ? { quantization } : {}),
     ...(calibration ? { calibration } : {}),
+    ...(precision ? { precision } : {}),
+    ...(overflow ? { overflow } : {}),
+    ...(legality ? { legality } : {}),
     written,
     ms: { load: p.t1 - p.t0, passes: t2 - p.t1, save: t3 - t2, total: t3 - p.t0 },
   };
@@ -211,13 +274,33 @@ function finish(p: Prepared, hessians: Map<string, Float64Array> | undefined, ca
 /** Compiles without calibration data (synchronous); `calib` needs compileModelAsync. */
 export function compileModel(input: string, options: CompileOptions): CompileResult {
   if (options.calib) throw new PeftcError('calibration runs the model in onnxruntime, which is asynchronous: call compileModelAsync for --calib');
-  return finish(prepare(input, options), undefined, undefined);
+  if (options.quant === 'fp16' && lowPrecision(options)) throw new PeftcError('float16 conversion observes activation ranges in onnxruntime, which is asynchronous: call compileModelAsync');
+  const p = prepare(input, options);
+  return finish(p, quantizeAndLower(p, undefined, undefined), undefined, undefined);
+}
+
+/**
+ * For float16 artifacts: the activations whose range on the data (the calibration data, or one
+ * generated sample) overflows float16, measured on the model as it stands before conversion.
+ */
+async function observeOverflow(p: Prepared): Promise<CompileResult['overflow']> {
+  const data = p.calib ? matchCalibrationData(p.calib, p.model) : matchInputData(synthesizeInputs(p.model, { seed: 0, samples: 1 }), p.model);
+  if (!p.calib) p.options.log?.('float16: no --calib data: activation ranges observed on one generated sample only (give --calib DATA for real ranges)');
+  const ranges = await observeRanges(p.model, data, { log: p.options.log });
+  const values = [...ranges].filter(([, max]) => max > FLOAT16_MAX).map(([name, maxAbs]) => ({ name, maxAbs }));
+  if (values.length) p.options.log?.(`float16: ${values.length} activation(s) overflow float16 on ${data.path} and stay float32 with the nodes reading or writing them: ${values.slice(0, 10).map((v) => `'${v.name}' (max |x| ${v.maxAbs.toExponential(3)})`).join(', ')}${values.length > 10 ? ', ...' : ''}`);
+  return { source: data.path, values };
 }
 
 /** Compiles, running the calibration data through the cleaned-up model first when `calib` is given. */
 export async function compileModelAsync(input: string, options: CompileOptions): Promise<CompileResult> {
   const p = prepare(input, options);
-  if (!p.calib) return finish(p, undefined, undefined);
+  const float16 = lowPrecision(options) && (options.quant === 'fp16' || WEIGHT_QUANT_MODES[options.quant] !== undefined);
+  if (!p.calib || !p.weightMode) {
+    const overflow = float16 ? await observeOverflow(p) : undefined;
+    const overflowing = overflow ? new Set(overflow.values.map((v) => v.name)) : undefined;
+    return finish(p, quantizeAndLower(p, undefined, overflowing), undefined, overflow);
+  }
   const data = matchCalibrationData(p.calib, p.model);
   for (const note of data.notes) options.log?.(`calibration: ${note}`);
   const targets = calibrationTargets(p.model, weightQuantOptions(p));
@@ -227,7 +310,9 @@ export async function compileModelAsync(input: string, options: CompileOptions):
     `calibration: ${data.samples} sample(s) in ${data.runs} run(s) from ${data.path}; ${targets.length} layer input(s) to capture, ${(hessianBytes / 2 ** 20).toFixed(1)} MiB of Hessians`,
   );
   const captured = await captureHessians(p.model, targets, data, { log: options.log });
-  return finish(p, captured.hessians, {
+  const overflow = float16 ? await observeOverflow(p) : undefined;
+  const overflowing = overflow ? new Set(overflow.values.map((v) => v.name)) : undefined;
+  return finish(p, quantizeAndLower(p, captured.hessians, overflowing), {
     path: data.path,
     runs: data.runs,
     samples: data.samples,
@@ -235,5 +320,5 @@ export async function compileModelAsync(input: string, options: CompileOptions):
     hessianBytes,
     sessionRuns: captured.sessionRuns,
     ms: captured.ms,
-  });
+  }, overflow);
 }

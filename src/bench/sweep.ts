@@ -13,7 +13,7 @@ import { loadModel } from '../onnx/io.js';
 import type { Fidelity, SweepResults, SweepVariant } from '../report/results.js';
 import { OrtSession } from '../runtime/ort.js';
 import { detectCausalLm } from '../verify/causal-lm.js';
-import { compareOutputs, inputDataFor } from '../verify/verify.js';
+import { compareOutputs, inputDataFor, openCandidate } from '../verify/verify.js';
 import { benchModels, formatSize, machineFacts, table, type BenchOptions } from './bench.js';
 
 export interface SweepOptions extends BenchOptions {
@@ -52,7 +52,7 @@ export async function sweep(model: string, options: SweepOptions): Promise<Sweep
   const ref = await OrtSession.create(model, { intraOpThreads: options.threads ?? 1 });
   try {
     for (const v of ok) {
-      const cand = await OrtSession.create(v.artifact, { intraOpThreads: options.threads ?? 1 });
+      const { session: cand } = await openCandidate(v.artifact, v.target, options.threads ?? 1);
       try {
         const c = await compareOutputs(cand, data, (_run, feed) => ref.run(feed), lm, {});
         const f: Fidelity = { maxAbs: c.overall.maxAbs, meanAbs: c.overall.meanAbs, relErr: c.overall.relErr, cosine: c.overall.cosine };
@@ -69,7 +69,10 @@ export async function sweep(model: string, options: SweepOptions): Promise<Sweep
   } finally {
     await ref.release();
   }
-  const timed = ok.filter((v) => !v.error);
+  // Latency is only meaningful where the artifact's runtime is: this machine runs the cpu target.
+  for (const v of ok) if (!v.error && v.target !== 'cpu') v.note = `not timed: ${v.target} artifacts run on their own runtime (fidelity checked here${v.target === 'cuda' ? ', float16 emulated' : ''})`;
+  const timed = ok.filter((v) => !v.error && v.target === 'cpu');
+  if (!timed.length) throw new PeftcError(`${model}: no variant of the sweep runs on this machine's onnxruntime CPU provider to be timed; add --targets cpu`);
   const bench = await benchModels(
     timed.map((v) => v.artifact),
     options,

@@ -76,7 +76,7 @@ async function main(): Promise<void> {
             choices: QUANT_METHODS,
             describe: 'weight-only (int4, int8-weight, nf4): rtn rounds to nearest; mse searches clipped scales per block (default without --calib); gptq corrects rounding errors against calibration data (default with --calib); awq is not implemented',
           })
-          .option('calib', { type: 'string', describe: 'calibration data for weight-only quantization: .npy (single-input model) or .npz keyed by input name' })
+          .option('calib', { type: 'string', describe: 'calibration data (.npy for a single-input model, .npz keyed by input name): GPTQ for weight-only quantization; activation ranges for float16 conversion' })
           .option('block-size', { type: 'number', default: 32, describe: 'weight-only: values per quantization block along the reduction axis (16..256, power of two)' })
           .option('symmetric', { type: 'boolean', describe: 'weight-only: no zero points' })
           .option('asymmetric', { type: 'boolean', describe: 'weight-only: zero points per block (the default)' })
@@ -94,6 +94,9 @@ async function main(): Promise<void> {
           .option('check', { type: 'boolean', default: false, describe: 'run the IR invariant checker after every pass' })
           .option('fold-size-limit', { type: 'number', default: 1 << 20, describe: 'largest constant (bytes) folding may create beyond what it frees' })
           .option('workers', { type: 'number', describe: 'worker threads for quantization and LoRA merge (0: none; default one per core); the output does not depend on it' })
+          .option('activations', { choices: ['fp16', 'fp32'] as const, describe: 'cuda weight-only (int4, nf4, int8-weight): activation precision (default fp16, the form the CUDA kernels are fastest in)' })
+          .option('io-types', { choices: ['fp32', 'fp16'] as const, describe: 'cuda fp16/bf16: graph inputs/outputs in float32 (default; callers feed float32) or in the low type' })
+          .option('strict', { type: 'boolean', default: false, describe: 'refuse (exit 2, nothing written) when nodes have no kernel on the target and would fall back to the CPU' })
           .option('verify', { type: 'boolean', default: false, describe: 'run the written model against the source on onnxruntime and check its outputs (exit 1 over tolerance); figures go in the report' })
           .option('inputs', { type: 'string', describe: 'with --verify: input data (.npy/.npz); default: generated from the declared shapes' })
           .option('tolerance', { type: 'string', describe: 'with --verify: rel=..,abs=..,cos=..,top1=..,ppl=..; default by --quant (none: rel=1e-4)' })
@@ -125,6 +128,9 @@ async function main(): Promise<void> {
           ...(args.calib !== undefined ? { calib: args.calib } : {}),
           ...(args.opset !== undefined ? { opset: args.opset } : {}),
           ...(args.workers !== undefined ? { workers: args.workers } : {}),
+          ...(args.activations !== undefined ? { activations: args.activations } : {}),
+          ...(args['io-types'] !== undefined ? { ioTypes: args['io-types'] } : {}),
+          strict: args.strict,
           weightQuant: {
             method: args['quant-method'],
             blockSize: args['block-size'],

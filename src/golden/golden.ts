@@ -26,7 +26,7 @@ import { readDataSet } from '../runtime/testdata.js';
 import { ORT_VERSION, PEFTC_VERSION } from '../version.js';
 import { detectCausalLm } from '../verify/causal-lm.js';
 import { checkTolerance, fmt, recordedTolerance, type Tolerance } from '../verify/tolerance.js';
-import { compareOutputs, type Comparison } from '../verify/verify.js';
+import { compareOutputs, openCandidate, type Comparison } from '../verify/verify.js';
 import {
   GOLDEN_FORMAT,
   listModels,
@@ -202,7 +202,7 @@ export async function measureVariant(modelDir: string, ref: GoldenReference, spe
       opHistogram: result.after.opHistogram,
       initializerBytes: result.after.initializerBytes,
     };
-    const comparison = await runOnReference(modelDir, ref, result.written.path, options.threads ?? 1);
+    const comparison = await runOnReference(modelDir, ref, result.written.path, options.threads ?? 1, spec.target);
     return { artifact, fidelity: fidelityOf(comparison), comparison };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -210,13 +210,13 @@ export async function measureVariant(modelDir: string, ref: GoldenReference, spe
 }
 
 /** Runs a model on the reference's stored inputs and compares with the stored outputs. */
-export async function runOnReference(modelDir: string, ref: GoldenReference, modelPath: string, threads = 1): Promise<Comparison> {
+export async function runOnReference(modelDir: string, ref: GoldenReference, modelPath: string, threads = 1, target?: string): Promise<Comparison> {
   const inputs = readStoredArrays(modelDir, ref.inputs);
   const outputs = readStoredArrays(modelDir, ref.outputs);
   const model = loadModel(modelPath);
   const data = matchInputData({ path: join(modelDir, 'inputs'), arrays: inputs }, model);
   if (data.runs !== ref.runs) throw new PeftcError(`${modelDir}: stored inputs read as ${data.runs} run(s), the record says ${ref.runs}`);
-  const session = await OrtSession.create(modelPath, { intraOpThreads: threads, label: modelPath });
+  const { session } = await openCandidate(modelPath, target, threads);
   try {
     return await compareOutputs(session, data, async (run) => Object.fromEntries([...outputs].map(([k, t]) => [k, unstack(t, run)])), ref.lm);
   } finally {

@@ -46,6 +46,8 @@ export interface SweepVariant {
   nodes: number;
   /** Set when the variant could not be compiled, verified or timed; figures are then absent. */
   error?: string;
+  /** A remark that is not an error (e.g. why a variant was not timed here). */
+  note?: string;
   fidelity?: Fidelity;
   latency?: LatencyStats;
   /** Session creation, median over rounds, ms. */

@@ -18,7 +18,7 @@ import { verifyModels, type VerifyOptions, type VerifyReport } from './verify.js
 
 export async function verifyCompiled(result: CompileResult, lora: ReadonlyArray<{ dir: string; weight: number }>, options: VerifyOptions = {}): Promise<VerifyReport> {
   const tolerance = options.tolerance ?? defaultTolerance(result.quant);
-  if (!lora.length) return verifyModels(result.input, result.output, { ...options, tolerance });
+  if (!lora.length) return verifyModels(result.input, result.output, { ...options, tolerance, target: result.target });
   const tmp = mkdtempSync(join(tmpdir(), 'peftc-verify-'));
   try {
     const model = loadModel(result.input);
@@ -26,7 +26,7 @@ export async function verifyCompiled(result: CompileResult, lora: ReadonlyArray<
     const reference = join(tmp, 'merged.onnx');
     saveModel(model, reference, { durable: false });
     options.log?.(`verify: reference is ${result.input} with the adapters merged and nothing else`);
-    const report = await verifyModels(reference, result.output, { ...options, tolerance });
+    const report = await verifyModels(reference, result.output, { ...options, tolerance, target: result.target });
     return { ...report, reference: `${result.input} + adapters` };
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -14,6 +14,7 @@ import type { Tensor } from '../ir/tensor.js';
 import { loadModel } from '../onnx/io.js';
 import { matchInputData, readInputArrays, synthesizeInputs, type InputData } from '../runtime/input-data.js';
 import { OrtSession } from '../runtime/ort.js';
+import { getTarget } from '../../targets/index.js';
 import { detectCausalLm, greedyContinuations, type CausalLmSpec } from './causal-lm.js';
 import { corpusBleu, ErrorAccumulator, PerplexityAccumulator, rougeL, type ErrorStats } from './metrics.js';
 import { checkTolerance, fmt, type Tolerance } from './tolerance.js';
@@ -52,6 +53,8 @@ export interface Comparison {
 export interface VerifyReport extends Comparison {
   reference: string;
   candidate: string;
+  /** How the candidate ran here when not as it is (e.g. float16 emulated on the CPU provider). */
+  emulation?: string;
   inputs: { source: string; notes: string[] };
   tolerance: Tolerance;
   /** Bounds broken, in words. */
@@ -173,6 +176,23 @@ export interface VerifyOptions extends Omit<CompareOptions, 'referenceSession'> 
   tolerance?: Tolerance;
   /** onnxruntime intra-op threads for both sessions (default 1: reproducible). */
   threads?: number;
+  /** The target the candidate was compiled for: its artifacts run through the target's CPU equivalent. */
+  target?: string;
+}
+
+/**
+ * A session that runs `path` on onnxruntime's CPU provider: the artifact itself, or, for targets
+ * whose artifacts the CPU cannot run as they are (float16 for CUDA), the target's CPU equivalent.
+ */
+export async function openCandidate(path: string, target: string | undefined, threads: number): Promise<{ session: OrtSession; emulation?: string }> {
+  if (target) {
+    const equivalent = getTarget(target).cpuEquivalent?.(loadModel(path));
+    if (equivalent) {
+      const session = await OrtSession.create(equivalent.model, { intraOpThreads: threads, graphOptimization: 'disabled', label: `${path} (${equivalent.how})` });
+      return { session, emulation: equivalent.how };
+    }
+  }
+  return { session: await OrtSession.create(path, { intraOpThreads: threads }) };
 }
 
 /** Opens the input data for a model: the given file, or generated inputs (logged). */
@@ -196,8 +216,10 @@ export async function verifyModels(reference: string, candidate: string, options
   const threads = options.threads ?? 1;
   const ref = await OrtSession.create(reference, { intraOpThreads: threads });
   let cand: OrtSession | undefined;
+  let emulation: string | undefined;
   try {
-    cand = await OrtSession.create(candidate, { intraOpThreads: threads });
+    ({ session: cand, emulation } = await openCandidate(candidate, options.target, threads));
+    if (emulation) options.log?.(`verify: ${candidate} runs as ${emulation}`);
     const missing = ref.inputNames.filter((n) => !cand!.inputNames.includes(n));
     if (missing.length) throw new PeftcError(`${candidate}: takes no input named ${missing.map((n) => `'${n}'`).join(', ')} (the reference does)`);
     const floatOutputs = refModel.graph.outputs.filter((v) => v.type?.kind === 'tensor' && dtypeInfo(v.type.elemType).isFloat);
@@ -211,6 +233,7 @@ export async function verifyModels(reference: string, candidate: string, options
     return {
       reference,
       candidate,
+      ...(emulation ? { emulation } : {}),
       inputs: { source: data.path, notes: data.notes },
       ...comparison,
       tolerance,
@@ -228,6 +251,7 @@ export async function verifyModels(reference: string, candidate: string, options
 export function renderVerifyReport(r: VerifyReport): string {
   const lines: string[] = [];
   lines.push(`verify ${r.candidate} against ${r.reference}: ${r.runs} run(s), ${r.samples} sample(s) from ${r.inputs.source}`);
+  if (r.emulation) lines.push(`  candidate run as ${r.emulation} (no GPU here)`);
   const row = (label: string, s: ErrorStats) =>
     `  ${label.padEnd(24)} max abs ${fmt(s.maxAbs).padStart(10)}  mean abs ${fmt(s.meanAbs).padStart(10)}  rel ${fmt(s.relErr).padStart(10)}  cos ${s.cosine.toFixed(6)}` +
     (s.top1 !== undefined ? `  top-1 ${(s.top1 * 100).toFixed(2)}%` : '') +

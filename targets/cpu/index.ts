@@ -1,0 +1,16 @@
+/**
+ * cpu: onnxruntime's CPU execution provider. Artifacts stay float32 (weight-only quantization as
+ * com.microsoft MatMulNBits with an optional accuracy_level, the form onnxruntime's CPU kernels
+ * are fastest in); the fusions tagged for the CPU provider run before quantization. Verified by
+ * running the artifact itself on onnxruntime-node.
+ */
+import type { Target } from '../target.js';
+
+export const cpuTarget: Target = {
+  name: 'cpu',
+  runtime: "onnxruntime's CPU execution provider",
+  quantModes: ['none', 'int8-weight', 'int4', 'nf4'],
+  weightFormat: 'matmulnbits',
+  beforeQuant: () => [],
+  afterQuant: () => [],
+};
