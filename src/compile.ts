@@ -17,6 +17,7 @@ import { calibrationTargets, weightQuantization, type LayerQuantReport, type Wei
 import { captureHessians, matchCalibrationData, readCalibrationArrays, type CalibrationArrays } from './quant/calibration.js';
 import type { Model } from './ir/model.js';
 import { getTarget } from '../targets/index.js';
+import { fixShapes } from '../passes/fix-shapes.js';
 import type { LegalityReport, LoweringOptions } from '../targets/target.js';
 import type { PrecisionReport } from '../passes/float16.js';
 import { matchInputData, synthesizeInputs } from './runtime/input-data.js';
@@ -77,6 +78,8 @@ export interface CompileOptions {
   activations?: 'fp16' | 'fp32';
   /** fp16/bf16 artifacts: graph inputs/outputs stay float32 (default) or take the low type. */
   ioTypes?: 'fp32' | 'fp16';
+  /** Static shapes for graph inputs (--shape name=1x128), applied before cleanup. */
+  shapes?: Record<string, number[]>;
   /** Refuse (exit 2, nothing written) when the target's legality check finds nodes it cannot run. */
   strict?: boolean;
   /**
@@ -160,6 +163,7 @@ function prepare(input: string, options: CompileOptions): Prepared {
   const model = loadModel(input);
   const before = summarizeModel(model);
   const t1 = performance.now();
+  const shaped = options.shapes && Object.keys(options.shapes).length ? runPipeline(model, [fixShapes(options.shapes)], { check: options.check, log: options.log, onReport: options.onReport }) : [];
   const merge = adapters.length
     ? runPipeline(model, [mergeAdapters(adapters)], { check: options.check, log: options.log, onReport: options.onReport })
     : [];
@@ -180,7 +184,7 @@ function prepare(input: string, options: CompileOptions): Prepared {
   });
   const lowering = runPipeline(model, target.beforeQuant(loweringOptions(options)), { check: options.check, log: options.log, onReport: options.onReport });
   const extra = options.extraPasses?.length ? runPipeline(model, options.extraPasses, { check: options.check, log: options.log, onReport: options.onReport }) : [];
-  return { input, options, output, weightMode, method, calib, model, before, passes: [...merge, ...cleanup, ...upgrade, ...lowering, ...extra], t0, t1 };
+  return { input, options, output, weightMode, method, calib, model, before, passes: [...shaped, ...merge, ...cleanup, ...upgrade, ...lowering, ...extra], t0, t1 };
 }
 
 function weightQuantOptions(p: Prepared): WeightQuantOptions {

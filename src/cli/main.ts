@@ -19,6 +19,7 @@ import { diffCommand } from './diff-command.js';
 import { reportCommand } from './report-command.js';
 import { verifyCompiled } from '../verify/compiled.js';
 import { parseTolerance } from '../verify/tolerance.js';
+import { parseShapes } from '../../passes/fix-shapes.js';
 import { renderVerifyReport, type VerifyReport } from '../verify/verify.js';
 
 function formatPassLine(r: PassReport): string {
@@ -96,6 +97,7 @@ async function main(): Promise<void> {
           .option('workers', { type: 'number', describe: 'worker threads for quantization and LoRA merge (0: none; default one per core); the output does not depend on it' })
           .option('activations', { choices: ['fp16', 'fp32'] as const, describe: 'cuda weight-only (int4, nf4, int8-weight): activation precision (default fp16, the form the CUDA kernels are fastest in)' })
           .option('io-types', { choices: ['fp32', 'fp16'] as const, describe: 'cuda fp16/bf16: graph inputs/outputs in float32 (default; callers feed float32) or in the low type' })
+          .option('shape', { type: 'string', array: true, describe: 'static shape for a graph input: NAME=D1xD2... (e.g. input_ids=1x128; repeatable)' })
           .option('strict', { type: 'boolean', default: false, describe: 'refuse (exit 2, nothing written) when nodes have no kernel on the target and would fall back to the CPU' })
           .option('verify', { type: 'boolean', default: false, describe: 'run the written model against the source on onnxruntime and check its outputs (exit 1 over tolerance); figures go in the report' })
           .option('inputs', { type: 'string', describe: 'with --verify: input data (.npy/.npz); default: generated from the declared shapes' })
@@ -131,6 +133,7 @@ async function main(): Promise<void> {
           ...(args.activations !== undefined ? { activations: args.activations } : {}),
           ...(args['io-types'] !== undefined ? { ioTypes: args['io-types'] } : {}),
           strict: args.strict,
+          ...(args.shape ? { shapes: parseShapes(args.shape) } : {}),
           weightQuant: {
             method: args['quant-method'],
             blockSize: args['block-size'],
