@@ -26,8 +26,8 @@ import type { Graph, Node, Value } from '../src/ir/graph.js';
 import type { Model } from '../src/ir/model.js';
 import { Tensor } from '../src/ir/tensor.js';
 import type { TypeInfo } from '../src/ir/types.js';
-import type { Pass, PassResult } from './pass.js';
-import { topologicalOrder } from './shape-inference.js';
+import type { Pass, PassContext, PassResult } from './pass.js';
+import { shapeInference, topologicalOrder } from './shape-inference.js';
 
 export type LowType = 'float16' | 'bfloat16';
 
@@ -135,8 +135,10 @@ export function precisionConversion(options: PrecisionOptions): Pass & { report:
     name: `precision-${options.to}`,
     description: `lower float32 compute to ${options.to}, keeping float32 where precision or the runtime needs it`,
     report,
-    run(model: Model): PassResult {
+    run(model: Model, ctx: PassContext): PassResult {
       const g = model.graph;
+      // Classification reads element types: make sure every value has one.
+      shapeInference.run(model, ctx);
       const low = options.to === 'float16' ? DataType.FLOAT16 : DataType.BFLOAT16;
       const block = options.blockList ?? PRECISION_BLOCK_LIST;
       const overflowing = options.overflowing ?? new Set<string>();

@@ -46,7 +46,7 @@ export class KernelIndex {
     const version = model.opsetVersion(node.domain) ?? 1;
     const k = this.kernel(node.domain, node.opType, version);
     if (!k) {
-      const any = this.byOp.get(`${node.domain}::${node.opType}`);
+      const any = this.byOp.get(`${node.domain === 'ai.onnx' ? '' : node.domain}::${node.opType}`);
       return any ? `no kernel at opset ${version} of ${node.domain || 'ai.onnx'} (kernels for ${any.map((x) => (x.until === null ? `${x.since}+` : `${x.since}-${x.until}`)).join(', ')})` : `no ${this.table.provider} kernel for ${node.qualifiedOp}`;
     }
     let best: string | undefined;
