@@ -18,6 +18,7 @@ import { precisionConversion, type LowType } from '../../passes/float16.js';
 import type { Pass } from '../../passes/pass.js';
 import type { Model } from '../../src/ir/model.js';
 import { KernelIndex, type KernelTable } from '../legality.js';
+import { schemaWhyNot } from '../onnx/index.js';
 import { emulateLowPrecision } from '../low-precision-emulation.js';
 import type { LoweringOptions, Target } from '../target.js';
 
@@ -64,8 +65,9 @@ export const cudaTarget: Target = {
       to,
       ioTypes: o.ioTypes === 'fp16' ? 'low' : 'float32',
       ...(o.overflowing ? { overflowing: o.overflowing } : {}),
-      // Lowered only where the CUDA EP has a kernel for the node's low-precision types.
-      supports: (node, typeOf) => cudaKernels().whyNot(model!, node, typeOf) === undefined,
+      // Lowered only where the CUDA EP has a kernel for the node's low-precision types and ONNX's
+      // schema admits them at the model's opset.
+      supports: (node, typeOf) => cudaKernels().whyNot(model!, node, typeOf) === undefined && schemaWhyNot(model!, node, typeOf) === undefined,
     });
     // The table lookup needs the model's opsets: bind it when the pass runs.
     return [{ ...pass, run: (m, ctx) => ((model = m), pass.run(m, ctx)) }];
