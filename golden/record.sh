@@ -12,6 +12,7 @@ rec() { peftc golden record --dir golden "$@"; }
 for m in models/zoo/*/model.onnx; do
   rec "$m" --quant none
   rec "$m" --quant int4
+  for q in none fp16 bf16 int4 nf4; do rec "$m" --target cuda --quant "$q"; done
 done
 
 # models/lm: 4 held-out windows of 256 bytes (bytes 0..1023 of eval.bin) as int64 [4, 256].
@@ -26,6 +27,7 @@ const ids = BigInt64Array.from(bytes, (b) => BigInt(b));
 writeFileSync('$windows', encodeNpy(Tensor.fromTypedArray('input_ids', DataType.INT64, [4, 256], ids)));
 "
 for q in none int4 int8-weight nf4; do rec models/lm/model.onnx --quant "$q" --inputs "$windows"; done
+for q in none fp16 bf16 int4 nf4; do rec models/lm/model.onnx --target cuda --quant "$q" --inputs "$windows"; done
 
 for d in models/peft/*/; do
   c=$(basename "$d")
@@ -38,4 +40,5 @@ for d in models/peft/*/; do
   rec "$unmerged" "${ref[@]}" --quant none --tag unmerged
   rec "$d/base.onnx" "${ref[@]}" "${lora[@]}" --quant none --tag lora
   rec "$d/base.onnx" "${ref[@]}" "${lora[@]}" --quant int4 --tag lora
+  for q in none fp16 bf16 int4 nf4; do rec "$d/base.onnx" "${ref[@]}" "${lora[@]}" --target cuda --quant "$q" --tag lora; done
 done
