@@ -113,6 +113,14 @@ export interface CompileResult {
   ms: { load: number; passes: number; save: number; total: number };
 }
 
+/** A folder artifact's path: created if missing, its parent must exist. */
+export function resolveOutputFolder(output: string): string {
+  const parent = dirname(resolve(output));
+  if (!existsSync(parent)) throw new PeftcError(`${output}: the folder ${parent} does not exist`);
+  if (existsSync(output) && !statSync(output).isDirectory()) throw new PeftcError(`${output}: exists and is not a folder (this target writes a folder of files)`);
+  return output;
+}
+
 export function resolveOutputPath(input: string, output: string): string {
   const isDir = output.endsWith('/') || (existsSync(output) && statSync(output).isDirectory());
   const path = isDir ? join(output, basename(input)) : output;
@@ -154,7 +162,7 @@ function prepare(input: string, options: CompileOptions): Prepared {
     throw new PeftcError(`--calib is used by weight-only quantization (--quant int4, int8-weight or nf4) and by float16 conversion (--target cuda --quant fp16); --quant ${options.quant} on ${options.target} takes no calibration data`);
   }
   if (method === 'gptq' && !options.calib) throw new PeftcError('--quant-method gptq needs calibration data: give --calib DATA (.npy for a single-input model, .npz keyed by input name)');
-  const output = resolveOutputPath(input, options.output);
+  const output = target.writesFolder ? resolveOutputFolder(options.output) : resolveOutputPath(input, options.output);
   if (options.opset !== undefined) opsetUpgrade(options.opset); // refuses an unsupported target before any work
   const t0 = performance.now();
   // Adapters and calibration data are read before the model, so a bad file fails fast.
@@ -255,7 +263,9 @@ function finish(
   }
   const after = summarizeModel(model);
   const t2 = performance.now();
-  const written = saveModel(model, p.output, { externalData: options.externalData, ...(options.workers !== undefined ? { workers: options.workers } : {}) });
+  const written = target.write
+    ? target.write(model, p.output, { source: p.input, options: { target: options.target, quant: options.quant, ...(options.shapes ? { shapes: options.shapes } : {}) }, ...(options.log ? { log: options.log } : {}) })
+    : saveModel(model, p.output, { externalData: options.externalData, ...(options.workers !== undefined ? { workers: options.workers } : {}) });
   const t3 = performance.now();
   return {
     input: p.input,

@@ -11,6 +11,8 @@
  */
 import type { Pass } from '../passes/pass.js';
 import type { Model } from '../src/ir/model.js';
+import type { Tensor } from '../src/ir/tensor.js';
+import type { SaveResult } from '../src/onnx/io.js';
 
 export type QuantModeName = 'none' | 'fp16' | 'bf16' | 'int8' | 'int8-weight' | 'int4' | 'nf4';
 
@@ -65,4 +67,33 @@ export interface Target {
    * was done (e.g. "float16 emulated: float32 compute, every float16 value rounded after each op").
    */
   cpuEquivalent?(model: Model): { model: Model; how: string } | undefined;
+  /**
+   * Targets whose artifact is not an ONNX model (xla) write it themselves: `output` is the path
+   * compile resolved (a folder for such targets). Default: the ONNX model, written atomically.
+   */
+  write?(model: Model, output: string, context: WriteContext): SaveResult;
+  /** Where `output` is a folder (the artifact is several files). */
+  readonly writesFolder?: boolean;
+  /**
+   * Opens an artifact of this target for running on this machine, when onnxruntime cannot run it
+   * (xla: the StableHLO reference interpreter). verify, golden and sweeps use it.
+   */
+  openArtifact?(path: string): Promise<ModelRunner>;
+}
+
+export interface WriteContext {
+  /** The source model's path (for manifests: its SHA-256, its name). */
+  source: string;
+  /** The compile options that matter to the artifact, for its manifest. */
+  options: Record<string, unknown>;
+  log?: (message: string) => void;
+}
+
+/** What verification needs of something that runs a model (OrtSession is one). */
+export interface ModelRunner {
+  readonly label: string;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Record<string, Tensor>, fetch?: readonly string[]): Promise<Record<string, Tensor>>;
+  release(): Promise<void>;
 }

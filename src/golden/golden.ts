@@ -10,7 +10,7 @@
  * what moved; it keeps each record's tolerance and refuses figures that break it unless asked.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { compileModelAsync, type CompileOptions, type QuantMode, type Target } from '../compile.js';
@@ -193,7 +193,10 @@ export async function measureVariant(modelDir: string, ref: GoldenReference, spe
   try {
     const output = join(tmp, 'model.onnx');
     const result = await compileModelAsync(source, compileOptionsFor(spec, root, output, options));
-    const files = [result.written.path, ...(result.written.externalDataPath ? [join(dirname(result.written.path), result.written.externalDataPath)] : [])];
+    // A folder artifact (xla) is hashed file by file in name order; an ONNX one as model + external data.
+    const files = statSync(result.written.path).isDirectory()
+      ? readdirSync(result.written.path).sort().map((f) => join(result.written.path, f))
+      : [result.written.path, ...(result.written.externalDataPath ? [join(dirname(result.written.path), result.written.externalDataPath)] : [])];
     const { sha256, bytes } = hashFiles(files);
     const artifact: ArtifactFacts = {
       bytes,
@@ -202,7 +205,7 @@ export async function measureVariant(modelDir: string, ref: GoldenReference, spe
       opHistogram: result.after.opHistogram,
       initializerBytes: result.after.initializerBytes,
     };
-    const comparison = await runOnReference(modelDir, ref, result.written.path, options.threads ?? 1, spec.target);
+    const comparison = await runOnReference(modelDir, ref, result.written.path, options.threads ?? 1, spec.target, source);
     return { artifact, fidelity: fidelityOf(comparison), comparison };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -210,10 +213,12 @@ export async function measureVariant(modelDir: string, ref: GoldenReference, spe
 }
 
 /** Runs a model on the reference's stored inputs and compares with the stored outputs. */
-export async function runOnReference(modelDir: string, ref: GoldenReference, modelPath: string, threads = 1, target?: string): Promise<Comparison> {
+export async function runOnReference(modelDir: string, ref: GoldenReference, modelPath: string, threads = 1, target?: string, source?: string): Promise<Comparison> {
   const inputs = readStoredArrays(modelDir, ref.inputs);
   const outputs = readStoredArrays(modelDir, ref.outputs);
-  const model = loadModel(modelPath);
+  // The inputs are matched against an ONNX model's declarations: the artifact's, or for a folder
+  // artifact (xla) the source model's.
+  const model = loadModel(statSync(modelPath).isDirectory() && source ? source : modelPath);
   const data = matchInputData({ path: join(modelDir, 'inputs'), arrays: inputs }, model);
   if (data.runs !== ref.runs) throw new PeftcError(`${modelDir}: stored inputs read as ${data.runs} run(s), the record says ${ref.runs}`);
   const { session } = await openCandidate(modelPath, target, threads);

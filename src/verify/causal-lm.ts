@@ -7,7 +7,7 @@ import { DataType } from '../ir/dtype.js';
 import type { Model } from '../ir/model.js';
 import { Tensor } from '../ir/tensor.js';
 import { shapeOf } from '../ir/types.js';
-import type { OrtSession } from '../runtime/ort.js';
+import type { ModelRunner } from '../../targets/target.js';
 import { feedableInputs } from '../runtime/input-data.js';
 import { argmax } from './metrics.js';
 
@@ -61,7 +61,7 @@ function embeddingRows(v: import('../ir/graph.js').Value, depth = 0): number | u
  * tokens (the window slides, so a model with a fixed or bounded sequence length keeps its shape),
  * the argmax at the last position is appended. Other inputs are fed unchanged.
  */
-export async function greedyContinuations(session: OrtSession, feed: Record<string, Tensor>, spec: CausalLmSpec, tokens: number): Promise<number[][]> {
+export async function greedyContinuations(session: ModelRunner, feed: Record<string, Tensor>, spec: CausalLmSpec, tokens: number): Promise<number[][]> {
   const ids = feed[spec.ids]!;
   const [rows, seq] = ids.dims as [number, number];
   const wide = ids.dtype === DataType.INT64;

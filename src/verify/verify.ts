@@ -15,6 +15,7 @@ import { loadModel } from '../onnx/io.js';
 import { matchInputData, readInputArrays, synthesizeInputs, type InputData } from '../runtime/input-data.js';
 import { OrtSession } from '../runtime/ort.js';
 import { getTarget } from '../../targets/index.js';
+import type { ModelRunner } from '../../targets/target.js';
 import { detectCausalLm, greedyContinuations, type CausalLmSpec } from './causal-lm.js';
 import { corpusBleu, ErrorAccumulator, PerplexityAccumulator, rougeL, type ErrorStats } from './metrics.js';
 import { checkTolerance, fmt, type Tolerance } from './tolerance.js';
@@ -69,7 +70,7 @@ export interface CompareOptions {
   /** Greedy continuation length (tokens) for causal LMs; 0 turns it off. */
   continuationTokens?: number;
   /** Reference session for continuations (verify); without it, none are made (golden). */
-  referenceSession?: OrtSession;
+  referenceSession?: ModelRunner;
   log?: (message: string) => void;
   /** Called after each run (progress). */
   onRun?: (done: number, total: number) => void;
@@ -81,7 +82,7 @@ export interface CompareOptions {
  * shape, or the comparison fails with a PeftcError naming the output.
  */
 export async function compareOutputs(
-  candidate: OrtSession,
+  candidate: ModelRunner,
   data: InputData,
   reference: (run: number, feed: Record<string, Tensor>) => Promise<Record<string, Tensor>>,
   lmSpec: CausalLmSpec | undefined,
@@ -184,7 +185,12 @@ export interface VerifyOptions extends Omit<CompareOptions, 'referenceSession'> 
  * A session that runs `path` on onnxruntime's CPU provider: the artifact itself, or, for targets
  * whose artifacts the CPU cannot run as they are (float16 for CUDA), the target's CPU equivalent.
  */
-export async function openCandidate(path: string, target: string | undefined, threads: number): Promise<{ session: OrtSession; emulation?: string }> {
+export async function openCandidate(path: string, target: string | undefined, threads: number): Promise<{ session: ModelRunner; emulation?: string }> {
+  const t = target ? getTarget(target) : undefined;
+  if (t?.openArtifact) {
+    const session = await t.openArtifact(path);
+    return { session, emulation: `${session.label}` };
+  }
   if (target) {
     const equivalent = getTarget(target).cpuEquivalent?.(loadModel(path));
     if (equivalent) {
@@ -215,7 +221,7 @@ export async function verifyModels(reference: string, candidate: string, options
   if (lmSpec) options.log?.(`causal LM: ids '${lmSpec.ids}', logits '${lmSpec.logits}' (vocab ${lmSpec.vocab}); --task generic turns the LM metrics off`);
   const threads = options.threads ?? 1;
   const ref = await OrtSession.create(reference, { intraOpThreads: threads });
-  let cand: OrtSession | undefined;
+  let cand: ModelRunner | undefined;
   let emulation: string | undefined;
   try {
     ({ session: cand, emulation } = await openCandidate(candidate, options.target, threads));
