@@ -98,7 +98,8 @@ function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-function nearest(g: Graph, path: string): string[] {
+/** The module paths in the graph closest to `path` (edit distance), for suggestions. */
+export function nearestModules(g: Graph, path: string): string[] {
   const candidates = new Set<string>();
   for (const v of g.initializers) if (v.name.endsWith('.weight')) candidates.add(v.name.slice(0, -'.weight'.length));
   for (const n of g.nodes) {
@@ -133,7 +134,7 @@ export function mergeAdapters(adapters: readonly Adapter[]): Pass {
         const fanInFanOut = entries[0]!.adapter.config.fanInFanOut;
         const target = locate(g, entries[0]!.module, fanInFanOut);
         if (!target) {
-          unmatched.push(`  ${path}: nothing in the graph; nearest: ${nearest(g, path).join(', ') || '(none)'}`);
+          unmatched.push(`  ${path}: nothing in the graph; nearest: ${nearestModules(g, path).join(', ') || '(none)'}`);
           continue;
         }
         plans.push({ path, target, entries });

@@ -18,6 +18,8 @@ import { captureHessians, matchCalibrationData, readCalibrationArrays, type Cali
 import type { Model } from './ir/model.js';
 import { getTarget } from '../targets/index.js';
 import { fixShapes } from '../passes/fix-shapes.js';
+import { tensorOverrides, type OverrideMode, type OverrideSource } from '../passes/tensor-override.js';
+import { readSafetensors } from './peft/safetensors.js';
 import type { LegalityReport, LoweringOptions } from '../targets/target.js';
 import type { PrecisionReport } from '../passes/float16.js';
 import { matchInputData, synthesizeInputs } from './runtime/input-data.js';
@@ -78,6 +80,8 @@ export interface CompileOptions {
   activations?: 'fp16' | 'fp32';
   /** fp16/bf16 artifacts: graph inputs/outputs stay float32 (default) or take the low type. */
   ioTypes?: 'fp32' | 'fp16';
+  /** safetensors files whose named tensors replace (or are added to) the model's (--override). */
+  overrides?: Array<{ path: string; mode: OverrideMode }>;
   /** Static shapes for graph inputs (--shape name=1x128), applied before cleanup. */
   shapes?: Record<string, number[]>;
   /** Refuse (exit 2, nothing written) when the target's legality check finds nodes it cannot run. */
@@ -167,11 +171,14 @@ function prepare(input: string, options: CompileOptions): Prepared {
   const t0 = performance.now();
   // Adapters and calibration data are read before the model, so a bad file fails fast.
   const adapters: Adapter[] = (options.lora ?? []).map(({ dir, weight }) => loadAdapter(dir, weight));
+  const overrides: OverrideSource[] = (options.overrides ?? []).map(({ path, mode }) => ({ path, mode, tensors: readSafetensors(path).tensors }));
   const calib = options.calib ? readCalibrationArrays(options.calib) : undefined;
   const model = loadModel(input);
   const before = summarizeModel(model);
   const t1 = performance.now();
   const shaped = options.shapes && Object.keys(options.shapes).length ? runPipeline(model, [fixShapes(options.shapes)], { check: options.check, log: options.log, onReport: options.onReport }) : [];
+  // Overrides before anything else: cleanup may fold or share the very tensors they name.
+  const overridden = overrides.length ? runPipeline(model, [tensorOverrides(overrides)], { check: options.check, log: options.log, onReport: options.onReport }) : [];
   const merge = adapters.length
     ? runPipeline(model, [mergeAdapters(adapters)], { check: options.check, log: options.log, onReport: options.onReport })
     : [];
@@ -192,7 +199,7 @@ function prepare(input: string, options: CompileOptions): Prepared {
   });
   const lowering = runPipeline(model, target.beforeQuant(loweringOptions(options)), { check: options.check, log: options.log, onReport: options.onReport });
   const extra = options.extraPasses?.length ? runPipeline(model, options.extraPasses, { check: options.check, log: options.log, onReport: options.onReport }) : [];
-  return { input, options, output, weightMode, method, calib, model, before, passes: [...shaped, ...merge, ...cleanup, ...upgrade, ...lowering, ...extra], t0, t1 };
+  return { input, options, output, weightMode, method, calib, model, before, passes: [...shaped, ...overridden, ...merge, ...cleanup, ...upgrade, ...lowering, ...extra], t0, t1 };
 }
 
 function weightQuantOptions(p: Prepared): WeightQuantOptions {

@@ -20,6 +20,7 @@ import { reportCommand } from './report-command.js';
 import { verifyCompiled } from '../verify/compiled.js';
 import { parseTolerance } from '../verify/tolerance.js';
 import { parseShapes } from '../../passes/fix-shapes.js';
+import { parseOverrideArg } from '../../passes/tensor-override.js';
 import { renderVerifyReport, type VerifyReport } from '../verify/verify.js';
 
 function formatPassLine(r: PassReport): string {
@@ -89,6 +90,7 @@ async function main(): Promise<void> {
           .option('exclude', { type: 'string', array: true, describe: 'weight-only: node or weight name (substring, or * ? glob) to keep in full precision (repeatable)' })
           .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'output .onnx file, or a folder' })
           .option('lora', { type: 'string', array: true, describe: 'PEFT adapter folder to merge, optionally with a weight: DIR[:WEIGHT] (repeatable)' })
+          .option('override', { type: 'string', array: true, describe: 'safetensors file whose named tensors (PyTorch names: BitFit biases, a re-trained head) replace the model\'s, or are added with FILE:add (repeatable)' })
           .option('keep-lora', { type: 'boolean', default: false, describe: 'leave unmerged LoRA branches in the graph instead of folding them into the base weights' })
           .option('report', { type: 'string', describe: 'write the compile report (JSON) to this file' })
           .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON on stdout instead of text' })
@@ -126,6 +128,7 @@ async function main(): Promise<void> {
           foldMaxBytes: args['fold-size-limit'],
           externalData: args['external-data'],
           lora: (args.lora ?? []).map(parseLoraArg),
+          overrides: (args.override ?? []).map(parseOverrideArg),
           keepLora: args['keep-lora'],
           ...(args.calib !== undefined ? { calib: args.calib } : {}),
           ...(args.opset !== undefined ? { opset: args.opset } : {}),
