@@ -172,6 +172,13 @@ function prepare(input: string, options: CompileOptions): Prepared {
   // Adapters and calibration data are read before the model, so a bad file fails fast.
   const adapters: Adapter[] = (options.lora ?? []).map(({ dir, weight }) => loadAdapter(dir, weight));
   const overrides: OverrideSource[] = (options.overrides ?? []).map(({ path, mode }) => ({ path, mode, tensors: readSafetensors(path).tensors }));
+  // Tensors an adapter trained outright (biases, modules_to_save) replace the base model's, as
+  // PEFT's merge_and_unload keeps them; with several weighted adapters that has no meaning.
+  const trained = adapters.filter((a) => a.replaced.size);
+  if (trained.length && adapters.length > 1) {
+    throw new PeftcError(`${trained.map((a) => a.dir).join(', ')}: adapters with trained biases or modules_to_save replace tensors outright, which cannot be combined with other adapters; merge such an adapter alone`);
+  }
+  for (const a of trained) overrides.unshift({ path: `${a.dir} (bias=${a.config.bias}, modules_to_save=[${a.config.modulesToSave.join(', ')}])`, mode: 'replace', tensors: a.replaced });
   const calib = options.calib ? readCalibrationArrays(options.calib) : undefined;
   const model = loadModel(input);
   const before = summarizeModel(model);

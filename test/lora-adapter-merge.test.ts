@@ -11,6 +11,9 @@ import { mergeAdapters, nodeModulePath } from '../passes/lora-adapter-merge.js';
 import { runPipeline } from '../passes/pass.js';
 import { randomFloats } from './arbitrary-graph.js';
 import { f32, writeSafetensors } from './helpers-safetensors.js';
+import { saveModel } from '../src/onnx/io.js';
+import { compileModel } from '../src/compile.js';
+import { tensorOverrides } from '../passes/tensor-override.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-adapter-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -135,8 +138,8 @@ describe('adapter folders', () => {
   it('refuses other adapter types, bias training and files that lie', () => {
     const ia3 = adapterDir({ peft_type: 'IA3', r, lora_alpha: 2 }, { 'model.layers.0.q_proj': mod(1) });
     expect(() => loadAdapter(ia3)).toThrowError(/adapter type IA3 is not supported/);
-    const bias = adapterDir({ r, lora_alpha: 2, bias: 'all' }, { 'model.layers.0.q_proj': mod(1) });
-    expect(() => loadAdapter(bias)).toThrowError(/bias='all'/);
+    const bias = adapterDir({ r, lora_alpha: 2, bias: 'sometimes' }, { 'model.layers.0.q_proj': mod(1) });
+    expect(() => loadAdapter(bias)).toThrowError(/bias='sometimes' is not one of PEFT's bias modes/);
     const d = adapterDir({ r, lora_alpha: 2 }, { 'model.layers.0.q_proj': mod(1) });
     const file = join(d, 'adapter_model.safetensors');
     truncateSync(file, statSync(file).size - 4);
@@ -167,5 +170,59 @@ describe('adapter folders', () => {
     expect(matchPattern({ q_proj: 16 }, 'model.layers.0.self_attn.q_proj')).toBe(16);
     expect(matchPattern({ 'layers.0.self_attn.q_proj': 4 }, 'model.layers.0.self_attn.q_proj')).toBe(4);
     expect(matchPattern({ proj: 16 }, 'model.layers.0.self_attn.q_proj')).toBeUndefined();
+  });
+});
+
+describe('adapters with trained biases and modules_to_save', () => {
+  // PEFT saves a trained bias of a LoRA-wrapped layer under '<module>.base_layer.bias' (newer
+  // PEFT) or '<module>.bias', and modules_to_save parameters as '<module>.modules_to_save.<name>.<param>'
+  // stripped to '<module>.<param>'; merge_and_unload keeps them as trained.
+  it('replace the named base tensors, as --override of the same tensors does, and nothing else', () => {
+    const inF = 4;
+    const outF = 3;
+    const r = 2;
+    const d = join(dir, 'bias-and-saved');
+    mkdirSync(d);
+    writeFileSync(join(d, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r, lora_alpha: 2, bias: 'lora_only', modules_to_save: ['head'] }));
+    const a = randomFloats(r * inF, 31);
+    const bm = randomFloats(outF * r, 32);
+    const qBias = randomFloats(outF, 33);
+    const headW = randomFloats(outF * outF, 34);
+    writeSafetensors(join(d, 'adapter_model.safetensors'), {
+      'base_model.model.model.layers.0.q_proj.lora_A.weight': { dtype: 'F32', shape: [r, inF], data: f32(a) },
+      'base_model.model.model.layers.0.q_proj.lora_B.weight': { dtype: 'F32', shape: [outF, r], data: f32(bm) },
+      'base_model.model.model.layers.0.q_proj.base_layer.bias': { dtype: 'F32', shape: [outF], data: f32(qBias) },
+      'base_model.model.head.modules_to_save.default.weight': { dtype: 'F32', shape: [outF, outF], data: f32(headW) },
+    });
+    const adapter = loadAdapter(d);
+    expect([...adapter.replaced.keys()].sort()).toEqual(['head.weight', 'model.layers.0.q_proj.bias']);
+    const b = new ModelBuilder();
+    const x = b.input('x', DataType.FLOAT, [2, inF]);
+    const w = b.initializer('model.layers.0.q_proj.weight', DataType.FLOAT, [outF, inF], randomFloats(outF * inF, 41));
+    const qb = b.initializer('model.layers.0.q_proj.bias', DataType.FLOAT, [outF], randomFloats(outF, 42));
+    const hw = b.initializer('head.weight', DataType.FLOAT, [outF, outF], randomFloats(outF * outF, 43));
+    const h = b.op('Gemm', [x, w, qb], { transB: 1 }, { name: '/model/layers.0/q_proj/Gemm' });
+    b.output(b.op('Gemm', [h, hw], { transB: 1 }, { name: '/head/Gemm' }));
+    const m = b.build();
+    const pass = tensorOverrides([{ path: d, mode: 'replace', tensors: adapter.replaced }]);
+    runPipeline(m, [pass, mergeAdapters([adapter])], { check: true });
+    expect(pass.applied.map((x) => x.tensor).sort()).toEqual(['head.weight', 'model.layers.0.q_proj.bias']);
+    expect([...m.graph.localValue('model.layers.0.q_proj.bias')!.initializer!.toTypedArray<Float32Array>()]).toEqual([...qBias]);
+    expect([...m.graph.localValue('head.weight')!.initializer!.toTypedArray<Float32Array>()]).toEqual([...headW]);
+  });
+
+  it('an adapter that replaces tensors cannot be combined with another one', () => {
+    const d = join(dir, 'bias-only');
+    mkdirSync(d);
+    writeFileSync(join(d, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 2, bias: 'all' }));
+    writeSafetensors(join(d, 'adapter_model.safetensors'), { 'base_model.model.x.bias': { dtype: 'F32', shape: [1], data: f32(Float32Array.from([1])) } });
+    const model = join(dir, 'combine.onnx');
+    const b = new ModelBuilder();
+    const x = b.input('x', DataType.FLOAT, [1]);
+    b.output(b.op('Add', [x, b.initializer('x.bias', DataType.FLOAT, [1], Float32Array.from([0]))], {}, { name: '/x/Add' }));
+    saveModel(b.build(), model, { durable: false });
+    expect(() => compileModel(model, { target: 'cpu', quant: 'none', output: join(dir, 'combined.onnx'), lora: [{ dir: d, weight: 0.5 }, { dir: d, weight: 0.5 }] })).toThrowError(/cannot be combined with other adapters/);
+    const r = compileModel(model, { target: 'cpu', quant: 'none', output: join(dir, 'combined.onnx'), lora: [{ dir: d, weight: 1 }] });
+    expect(r.passes.find((p) => p.pass === 'tensor-override')!.details.overridden).toBe(1);
   });
 });

@@ -24,6 +24,8 @@ export interface LoraConfig {
   rankPattern: Record<string, number>;
   alphaPattern: Record<string, number>;
   bias: string;
+  /** Modules trained outright and saved whole (a classifier head...). */
+  modulesToSave: string[];
   targetModules: string[] | string | null;
 }
 
@@ -48,6 +50,12 @@ export interface Adapter {
   modules: LoraModule[];
   /** Weight of this adapter's delta when several are combined (--lora DIR:WEIGHT). */
   weight: number;
+  /**
+   * Whole tensors the adapter trained outright, by the base model's parameter name: biases
+   * (bias 'all' / 'lora_only') and the parameters of modules_to_save. PEFT's merge_and_unload
+   * keeps them as trained, so they replace the base model's (passes/tensor-override.ts).
+   */
+  replaced: Map<string, Tensor>;
 }
 
 function parseConfig(dir: string): LoraConfig {
@@ -69,10 +77,8 @@ function parseConfig(dir: string): LoraConfig {
     return v;
   };
   const bias = String(raw.bias ?? 'none');
-  if (bias !== 'none') throw new PeftcError(`${file}: bias='${bias}' adapters train bias vectors, which peftc does not merge yet; only bias='none' is supported`);
-  if (Array.isArray(raw.modules_to_save) && raw.modules_to_save.length) {
-    throw new PeftcError(`${file}: modules_to_save (${(raw.modules_to_save as string[]).join(', ')}) replace whole modules, which peftc does not merge yet`);
-  }
+  if (!['none', 'all', 'lora_only'].includes(bias)) throw new PeftcError(`${file}: bias='${bias}' is not one of PEFT's bias modes (none, all, lora_only)`);
+  const modulesToSave = Array.isArray(raw.modules_to_save) ? (raw.modules_to_save as unknown[]).map(String) : [];
   const config: LoraConfig = {
     peftType,
     r: num('r', 8),
@@ -83,6 +89,7 @@ function parseConfig(dir: string): LoraConfig {
     rankPattern: (raw.rank_pattern ?? {}) as Record<string, number>,
     alphaPattern: (raw.alpha_pattern ?? {}) as Record<string, number>,
     bias,
+    modulesToSave,
     targetModules: (raw.target_modules ?? null) as LoraConfig['targetModules'],
   };
   return config;
@@ -120,10 +127,17 @@ export function loadAdapter(dir: string, weight = 1): Adapter {
   const st = readSafetensors(file);
   const parts = new Map<string, Partial<Record<'a' | 'b' | 'ea' | 'eb' | 'm', Tensor>>>();
   const unknown: string[] = [];
+  const replaced = new Map<string, Tensor>();
   for (const [key, tensor] of st.tensors) {
     const hit = SUFFIXES.map(([re, role]) => [key.match(re), role] as const).find(([m]) => m);
     if (!hit) {
-      unknown.push(key);
+      // PEFT saves trained biases and modules_to_save parameters under the base model's names
+      // (the 'modules_to_save.<adapter>' and 'base_layer' infixes removed).
+      const name = key.replace(/^base_model\.model\./, '').replace(/\.modules_to_save(?:\.[^.]+)?\./, '.').replace(/\.base_layer\./, '.');
+      const isBias = name.endsWith('.bias') && config.bias !== 'none';
+      const inSaved = config.modulesToSave.some((m) => name.startsWith(`${m}.`) || name.includes(`.${m}.`));
+      if (isBias || inSaved) replaced.set(name, tensor);
+      else unknown.push(key);
       continue;
     }
     const path = hit[0]![1]!.replace(/^base_model\.model\./, '');
@@ -152,8 +166,8 @@ export function loadAdapter(dir: string, weight = 1): Adapter {
     if (config.useDora && !p.m && !embedding) throw new PeftcError(`${file}: use_dora is set but module '${path}' has no lora_magnitude_vector`);
     modules.push({ path, kind: embedding ? 'embedding' : 'linear', a, b, magnitude: p.m, rank, alpha, scale });
   }
-  if (modules.length === 0) throw new PeftcError(`${file}: holds no LoRA weights`);
-  return { dir, config, modules, weight };
+  if (modules.length === 0 && replaced.size === 0) throw new PeftcError(`${file}: holds no LoRA weights`);
+  return { dir, config, modules, weight, replaced };
 }
 
 /** Parses a --lora argument: "DIR" or "DIR:WEIGHT". */
