@@ -25,9 +25,9 @@ import type { PrecisionReport } from '../passes/float16.js';
 import { matchInputData, synthesizeInputs } from './runtime/input-data.js';
 import { FLOAT16_MAX, observeRanges } from './runtime/ranges.js';
 
-export const TARGETS = ['cpu', 'cuda', 'xla'] as const;
+export const TARGETS = ['cpu', 'cuda', 'xla', 'tfjs'] as const;
 export type Target = (typeof TARGETS)[number];
-export const QUANT_MODES = ['none', 'fp16', 'bf16', 'int8', 'int8-weight', 'int4', 'nf4'] as const;
+export const QUANT_MODES = ['none', 'fp16', 'bf16', 'int8', 'int8-weight', 'int4', 'nf4', 'uint8', 'uint16'] as const;
 export type QuantMode = (typeof QUANT_MODES)[number];
 /** Weight-only modes (passes/weight-quant.ts) and the pass mode each maps to. */
 const WEIGHT_QUANT_MODES: Partial<Record<QuantMode, 'int4' | 'int8' | 'nf4'>> = { int4: 'int4', 'int8-weight': 'int8', nf4: 'nf4' };
@@ -269,8 +269,12 @@ function finish(
   if (legality?.fallbacks.length) {
     const list = legality.fallbacks.slice(0, 20).map((f) => `  ${f.node || '(unnamed)'} (${f.domain ? `${f.domain}::` : ''}${f.op}): ${f.reason}`).join('\n');
     const more = legality.fallbacks.length > 20 ? `\n  ... and ${legality.fallbacks.length - 20} more` : '';
-    const head = `${legality.fallbacks.length} node(s) have no ${target.runtime} kernel and would run on the CPU (${legality.copies} device/host copies per run):`;
-    if (options.strict) throw new PeftcError(`${p.input}: --strict: ${head}\n${list}${more}\nnothing written`);
+    // A target without a fallback runtime (tfjs, xla) cannot emit what it cannot lower.
+    const fatal = target.fallsBack === false;
+    const head = fatal
+      ? `${legality.fallbacks.length} node(s) cannot be lowered for ${target.runtime}:`
+      : `${legality.fallbacks.length} node(s) have no ${target.runtime} kernel and would run on the CPU (${legality.copies} device/host copies per run):`;
+    if (options.strict || fatal) throw new PeftcError(`${p.input}: ${fatal ? `--target ${target.name}` : '--strict'}: ${head}\n${list}${more}\nnothing written`);
     options.log?.(`legality: ${head}\n${list}${more}`);
   } else if (legality) {
     options.log?.(`legality: all ${legality.nodes} nodes have ${target.runtime} kernels (${legality.table})`);

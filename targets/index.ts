@@ -2,9 +2,10 @@
 import { PeftcError } from '../src/errors.js';
 import { cpuTarget } from './cpu/index.js';
 import { cudaTarget } from './cuda/index.js';
+import { tfjsTarget } from './tfjs/index.js';
 import type { Target } from './target.js';
 
-export const TARGET_LIST: readonly Target[] = [cpuTarget, cudaTarget];
+export const TARGET_LIST: readonly Target[] = [cpuTarget, cudaTarget, tfjsTarget];
 
 export function getTarget(name: string): Target {
   const t = TARGET_LIST.find((x) => x.name === name);

@@ -14,7 +14,7 @@ import type { Model } from '../src/ir/model.js';
 import type { Tensor } from '../src/ir/tensor.js';
 import type { SaveResult } from '../src/onnx/io.js';
 
-export type QuantModeName = 'none' | 'fp16' | 'bf16' | 'int8' | 'int8-weight' | 'int4' | 'nf4';
+export type QuantModeName = 'none' | 'fp16' | 'bf16' | 'int8' | 'int8-weight' | 'int4' | 'nf4' | 'uint8' | 'uint16';
 
 /** Options a target's passes receive (from compile's flags). */
 export interface LoweringOptions {
@@ -59,6 +59,8 @@ export interface Target {
   beforeQuant(options: LoweringOptions): Pass[];
   /** Passes after weight quantization (precision conversion). */
   afterQuant(options: LoweringOptions): Pass[];
+  /** false when nodes the legality check rejects have nowhere else to run (tfjs, xla): compile refuses them. */
+  readonly fallsBack?: boolean;
   /** The nodes this target's runtime cannot run; undefined when the target has no table. */
   legality?(model: Model): LegalityReport;
   /**

@@ -16,8 +16,25 @@ import { loadAdapter } from '../peft/adapter.js';
 import { defaultTolerance } from './tolerance.js';
 import { verifyModels, type VerifyOptions, type VerifyReport } from './verify.js';
 
+/**
+ * Sizes of the source's symbolic dimensions that the compile fixed (--shape): generated inputs
+ * must have them, or an artifact with static shapes (xla, tfjs) refuses them.
+ */
+function fixedDims(result: CompileResult): Record<string, number> {
+  const dims: Record<string, number> = {};
+  for (const input of result.before.inputs) {
+    const after = result.after.inputs.find((i) => i.name === input.name)?.shape;
+    input.shape?.forEach((d, i) => {
+      const fixed = after?.[i];
+      if (typeof d === 'string' && typeof fixed === 'number') dims[d] = fixed;
+    });
+  }
+  return dims;
+}
+
 export async function verifyCompiled(result: CompileResult, lora: ReadonlyArray<{ dir: string; weight: number }>, options: VerifyOptions = {}): Promise<VerifyReport> {
   const tolerance = options.tolerance ?? defaultTolerance(result.quant);
+  options = { ...options, dims: { ...fixedDims(result), ...options.dims } };
   if (!lora.length) return verifyModels(result.input, result.output, { ...options, tolerance, target: result.target });
   const tmp = mkdtempSync(join(tmpdir(), 'peftc-verify-'));
   try {

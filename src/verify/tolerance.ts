@@ -59,6 +59,11 @@ export function defaultTolerance(quant: string): Tolerance {
     case 'bf16':
       // 8 bits of mantissa: about 8x float16's rounding error.
       return { relErr: 6e-2, cosine: 0.998 };
+    case 'uint16':
+      return { relErr: 2e-3, cosine: 0.99999 };
+    case 'uint8':
+      // TF.js's uint8 weights: one scale per tensor, no per-channel form.
+      return { relErr: 0.15, cosine: 0.99 };
     case 'int8-weight':
       return { relErr: 5e-2, cosine: 0.998 };
     default:
