@@ -14,16 +14,16 @@ import { PeftcError } from '../errors.js';
 import type { LatencyStats } from '../report/results.js';
 import { ORT_VERSION } from '../version.js';
 import type { ChildArgs, ChildResult } from './child.js';
+import { isTfjsArtifact, tfjsDims } from '../../targets/tfjs/bench.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** The child script: beside this module when built; from the TypeScript sources (tests), the built copy. */
-function childScript(): string {
-  const beside = join(here, 'child.js');
-  if (existsSync(beside)) return beside;
-  const built = join(here, '..', '..', 'dist', 'src', 'bench', 'child.js');
-  if (existsSync(built)) return built;
-  throw new PeftcError(`bench: ${built} is missing; run npm run build`);
+/** A built script: beside the built modules; from the TypeScript sources (tests), the built copy. */
+function builtScript(relative: string): string {
+  const root = existsSync(join(here, 'child.js')) ? join(here, '..', '..') : join(here, '..', '..', 'dist');
+  const path = join(root, relative);
+  if (!existsSync(path)) throw new PeftcError(`bench: ${path} is missing; run npm run build`);
+  return path;
 }
 
 export interface BenchOptions {
@@ -38,6 +38,8 @@ export interface BenchOptions {
   inputs?: string;
   seed?: number;
   dims?: Record<string, number>;
+  /** TF.js backend for TF.js artifacts among the models (default wasm). */
+  tfjsBackend?: 'cpu' | 'wasm';
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
@@ -70,9 +72,17 @@ export function machineFacts(): BenchResults['machine'] {
   return { cpus: availableParallelism(), cpuModel: cpus()[0]?.model.trim() ?? 'unknown', memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, onnxruntime: ORT_VERSION };
 }
 
-function runChild(args: ChildArgs): Promise<ChildResult> {
+/**
+ * One measurement in a child process: onnxruntime for ONNX models, tfjs-converter for TF.js
+ * artifacts (their inputs generated from `reference`, the first ONNX model benched with them).
+ */
+function runChild(args: ChildArgs, tfjs?: { reference: string; backend: 'cpu' | 'wasm' }): Promise<ChildResult> {
+  const script = tfjs ? builtScript('targets/tfjs/bench-child.js') : builtScript('src/bench/child.js');
+  const payload = tfjs
+    ? { model: args.model, reference: tfjs.reference, ...(args.inputs ? { inputs: args.inputs } : {}), seed: args.seed, runs: args.runs, warmup: args.warmup, backend: tfjs.backend }
+    : args;
   return new Promise((resolvePromise, reject) => {
-    execFile(process.execPath, [childScript(), JSON.stringify(args)], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [script, JSON.stringify(payload)], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       if (err) {
         reject(new PeftcError(`${args.model}: benchmark run failed: ${stderr.trim() || err.message}`));
         return;
@@ -97,21 +107,29 @@ export async function benchModels(models: readonly string[], options: BenchOptio
   for (const [k, v] of Object.entries({ rounds, runs, threads })) if (!(Number.isInteger(v) && v >= 1)) throw new PeftcError(`bench: --${k} takes a whole number of 1 or more (got ${v})`);
   if (!(Number.isInteger(warmup) && warmup >= 0)) throw new PeftcError(`bench: --warmup takes a whole number of 0 or more (got ${warmup})`);
   const per: ChildResult[][] = models.map(() => []);
+  // TF.js artifacts are fed the inputs of the first ONNX model, at the sizes they were compiled for.
+  const tfjs = models.map((m) => isTfjsArtifact(m));
+  const reference = models.find((_, i) => !tfjs[i]);
+  if (tfjs.some(Boolean) && !reference) throw new PeftcError('bench: a TF.js artifact needs an ONNX model beside it (its inputs are generated from that model)');
+  const dims = { ...(tfjs.some(Boolean) ? tfjsDims(models[tfjs.indexOf(true)]!, reference!) : {}), ...options.dims };
   let done = 0;
   for (let r = 0; r < rounds; r++) {
     for (let i = 0; i < models.length; i++) {
       const m = (i + r) % models.length;
       options.onProgress?.(done, rounds * models.length, `round ${r + 1}: ${models[m]}`);
       per[m]!.push(
-        await runChild({
-          model: models[m]!,
-          ...(options.inputs ? { inputs: options.inputs } : {}),
-          seed: options.seed ?? 0,
-          ...(options.dims ? { dims: options.dims } : {}),
-          runs,
-          warmup,
-          threads,
-        }),
+        await runChild(
+          {
+            model: models[m]!,
+            ...(options.inputs ? { inputs: options.inputs } : {}),
+            seed: options.seed ?? 0,
+            ...(Object.keys(dims).length ? { dims } : {}),
+            runs,
+            warmup,
+            threads,
+          },
+          tfjs[m] ? { reference: reference!, backend: options.tfjsBackend ?? 'wasm' } : undefined,
+        ),
       );
       done++;
     }

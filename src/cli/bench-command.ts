@@ -31,6 +31,7 @@ export const benchCommand: CommandModule = {
       .option('inputs', { type: 'string', describe: 'input data (.npy/.npz); the first sample is fed; default: generated' })
       .option('seed', { type: 'number', default: 0, describe: 'seed of generated inputs' })
       .option('dim', { type: 'string', array: true, describe: 'size of a symbolic dimension for generated inputs: NAME=N' })
+      .option('tfjs-backend', { choices: ['wasm', 'cpu'] as const, default: 'wasm' as const, describe: 'TF.js backend for TF.js artifacts (folders with model.json) among the models' })
       .option('sweep', { type: 'boolean', default: false, describe: 'compile MODEL for every --targets x --quant, verify and time each' })
       .option('targets', { type: 'string', default: 'cpu', describe: 'with --sweep: comma-separated targets' })
       .option('quant', { type: 'string', default: 'none,int8-weight,int4,nf4', describe: 'with --sweep: comma-separated quant modes (the first is the baseline)' })
@@ -48,6 +49,7 @@ export const benchCommand: CommandModule = {
       rounds: args.rounds as number,
       threads: args.threads as number,
       seed: args.seed as number,
+      tfjsBackend: args['tfjs-backend'] as 'wasm' | 'cpu',
       ...(args.inputs ? { inputs: args.inputs as string } : {}),
       ...(parseDims(args.dim as string[] | undefined) ? { dims: parseDims(args.dim as string[])! } : {}),
       onProgress: (done: number, total: number, what: string) => (bar ??= progress('bench', total, { enabled: !json })).update(done, what),
