@@ -13,6 +13,9 @@ for m in models/zoo/*/model.onnx; do
   rec "$m" --quant none
   rec "$m" --quant int4
   for q in none fp16 bf16 int4 nf4; do rec "$m" --target cuda --quant "$q"; done
+  # tfjs needs static shapes: the dynamic exports are fixed at their test data's [2, 16].
+  shape=(); case "$m" in *-dynamic/*) shape=(--shape input_ids=2x16); [[ "$m" == *bert-dynamic* || "$m" == *mask-dynamic* ]] && shape+=(--shape attention_mask=2x16);; esac
+  for q in none fp16 uint8; do rec "$m" --target tfjs --quant "$q" "${shape[@]}"; done
 done
 
 # models/lm: 4 held-out windows of 256 bytes (bytes 0..1023 of eval.bin) as int64 [4, 256].

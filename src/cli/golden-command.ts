@@ -5,6 +5,7 @@ import { checkGolden, recordGolden, renderGoldenResult, updateGolden, type Golde
 import { progress, type Progress } from '../progress.js';
 import { PeftcError } from '../errors.js';
 import { parseTolerance } from '../verify/tolerance.js';
+import { parseShapes } from '../../passes/fix-shapes.js';
 
 const common = {
   dir: { type: 'string', default: 'golden', describe: 'the golden folder' },
@@ -35,6 +36,7 @@ export const goldenCommand: CommandModule = {
       .option('name', { type: 'string', describe: 'record: folder name under --dir (default: from the model path)' })
       .option('inputs', { type: 'string', describe: 'record: input data (.npy/.npz); default: test_data_set_0 beside the model, else generated' })
       .option('lora', { type: 'string', array: true, describe: 'record: PEFT adapter folder(s) to merge, DIR[:WEIGHT]' })
+      .option('shape', { type: 'string', array: true, describe: 'record: static input shape NAME=D1xD2... (targets that need static shapes)' })
       .option('quant-method', { type: 'string', describe: 'record: weight-only method (rtn, mse)' })
       .option('block-size', { type: 'number', describe: 'record: weight-only block size' })
       .option('symmetric', { type: 'boolean', describe: 'record: weight-only without zero points' })
@@ -63,6 +65,7 @@ export const goldenCommand: CommandModule = {
         rerecordReference: args['rerecord-reference'] as boolean,
         compile: {
           ...(args.lora ? { lora: args.lora as string[] } : {}),
+          ...(args.shape ? { shapes: parseShapes(args.shape as string[]) } : {}),
           ...(args['quant-method'] ? { quantMethod: args['quant-method'] as string } : {}),
           ...(args['block-size'] !== undefined ? { blockSize: args['block-size'] as number } : {}),
           ...(args.symmetric !== undefined ? { symmetric: args.symmetric as boolean } : {}),

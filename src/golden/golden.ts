@@ -153,6 +153,7 @@ function compileOptionsFor(spec: VariantSpec, root: string, output: string, opti
     output,
     lora: (spec.lora ?? []).map((l) => parseLoraArg(resolveStored(root, l))),
     ...(spec.opset !== undefined ? { opset: spec.opset } : {}),
+    ...(spec.shapes ? { shapes: spec.shapes } : {}),
     weightQuant: {
       ...(spec.quantMethod !== undefined ? { method: spec.quantMethod as never } : {}),
       ...(spec.blockSize !== undefined ? { blockSize: spec.blockSize } : {}),

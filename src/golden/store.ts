@@ -50,6 +50,8 @@ export interface VariantSpec {
   accuracyLevel?: number;
   quantEmbeddings?: boolean;
   opset?: number;
+  /** Static input shapes (--shape), for targets that need them. */
+  shapes?: Record<string, number[]>;
 }
 
 export interface ArtifactFacts {
