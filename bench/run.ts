@@ -32,6 +32,7 @@ const SUITES: Record<string, () => unknown> = {
   'quant-fidelity': async () => (await import('./quant-fidelity.js')).benchQuantFidelity({ dir, keep, repeat, threads }),
   // int4 quantization time and peak RSS vs onnxruntime's Python quantizer (where installed).
   'quant-speed': async () => (await import('./quant-speed.js')).benchQuantSpeed({ dir, keep, repeat: args.includes('--repeat') ? repeat : 1, ...llm }),
+  fusion: async () => (await import('./fusion.js')).benchFusion({}),
 };
 
 if (only !== undefined && !(only in SUITES)) {

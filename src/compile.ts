@@ -18,6 +18,7 @@ import { captureHessians, matchCalibrationData, readCalibrationArrays, type Cali
 import type { Model } from './ir/model.js';
 import { getTarget } from '../targets/index.js';
 import { fixShapes } from '../passes/fix-shapes.js';
+import { selectFusions, type FusionApplied, type FusionPass, type NearMiss } from '../passes/fusion.js';
 import { tensorOverrides, type OverrideMode, type OverrideSource } from '../passes/tensor-override.js';
 import { readSafetensors } from './peft/safetensors.js';
 import type { LegalityReport, LoweringOptions } from '../targets/target.js';
@@ -82,6 +83,8 @@ export interface CompileOptions {
   ioTypes?: 'fp32' | 'fp16';
   /** safetensors files whose named tensors replace (or are added to) the model's (--override). */
   overrides?: Array<{ path: string; mode: OverrideMode }>;
+  /** Fusions to run (--fuse a,b); [] runs none (--no-fuse); undefined: the target's default set. */
+  fuse?: string[];
   /** Static shapes for graph inputs (--shape name=1x128), applied before cleanup. */
   shapes?: Record<string, number[]>;
   /** Refuse (exit 2, nothing written) when the target's legality check finds nodes it cannot run. */
@@ -111,6 +114,8 @@ export interface CompileResult {
   precision?: PrecisionReport;
   /** Activations whose observed range overflows float16, kept in float32. */
   overflow?: { source: string; values: Array<{ name: string; maxAbs: number }> };
+  /** Fusions applied and near-misses left alone, with the reason (targets that fuse). */
+  fusion?: { applied: FusionApplied[]; nearMisses: NearMiss[] };
   /** The target's legality check of the written graph (targets with a kernel table). */
   legality?: LegalityReport;
   written: SaveResult;
@@ -143,6 +148,7 @@ interface Prepared {
   model: Model;
   before: ModelSummary;
   passes: PassReport[];
+  fusion?: FusionPass;
   t0: number;
   t1: number;
 }
@@ -167,6 +173,10 @@ function prepare(input: string, options: CompileOptions): Prepared {
   }
   if (method === 'gptq' && !options.calib) throw new PeftcError('--quant-method gptq needs calibration data: give --calib DATA (.npy for a single-input model, .npz keyed by input name)');
   const output = target.writesFolder ? resolveOutputFolder(options.output) : resolveOutputPath(input, options.output);
+  if (options.fuse?.length) {
+    if (target.name !== 'cpu' && target.name !== 'cuda') throw new PeftcError(`--fuse: --target ${target.name} runs no onnxruntime fusions (its runtime fuses on its own)`);
+    selectFusions({ target: target.name, only: options.fuse }); // unknown names refused before any work
+  }
   if (options.opset !== undefined) opsetUpgrade(options.opset); // refuses an unsupported target before any work
   const t0 = performance.now();
   // Adapters and calibration data are read before the model, so a bad file fails fast.
@@ -204,9 +214,11 @@ function prepare(input: string, options: CompileOptions): Prepared {
     log: options.log,
     onReport: options.onReport,
   });
-  const lowering = runPipeline(model, target.beforeQuant(loweringOptions(options)), { check: options.check, log: options.log, onReport: options.onReport });
+  const loweringPasses = target.beforeQuant(loweringOptions(options));
+  const lowering = runPipeline(model, loweringPasses, { check: options.check, log: options.log, onReport: options.onReport });
+  const fusionReport = loweringPasses.find((x): x is FusionPass => 'nearMisses' in x);
   const extra = options.extraPasses?.length ? runPipeline(model, options.extraPasses, { check: options.check, log: options.log, onReport: options.onReport }) : [];
-  return { input, options, output, weightMode, method, calib, model, before, passes: [...shaped, ...overridden, ...merge, ...cleanup, ...upgrade, ...lowering, ...extra], t0, t1 };
+  return { input, options, output, weightMode, method, calib, model, before, passes: [...shaped, ...overridden, ...merge, ...cleanup, ...upgrade, ...lowering, ...extra], ...(fusionReport ? { fusion: fusionReport } : {}), t0, t1 };
 }
 
 function weightQuantOptions(p: Prepared): WeightQuantOptions {
@@ -236,6 +248,7 @@ function loweringOptions(options: CompileOptions, overflowing?: ReadonlySet<stri
     quant: options.quant,
     ...(options.activations ? { activations: options.activations } : {}),
     ...(options.ioTypes ? { ioTypes: options.ioTypes } : {}),
+    ...(options.fuse ? { fuse: options.fuse } : {}),
     ...(overflowing ? { overflowing } : {}),
     ...(options.log ? { log: options.log } : {}),
   };
@@ -295,6 +308,7 @@ function finish(
     passes,
     ...(quantization ? { quantization } : {}),
     ...(calibration ? { calibration } : {}),
+    ...(p.fusion ? { fusion: { applied: [...p.fusion.applied], nearMisses: [...p.fusion.nearMisses] } } : {}),
     ...(precision ? { precision } : {}),
     ...(overflow ? { overflow } : {}),
     ...(legality ? { legality } : {}),

@@ -99,6 +99,7 @@ async function main(): Promise<void> {
           .option('workers', { type: 'number', describe: 'worker threads for quantization and LoRA merge (0: none; default one per core); the output does not depend on it' })
           .option('activations', { choices: ['fp16', 'fp32'] as const, describe: 'cuda weight-only (int4, nf4, int8-weight): activation precision (default fp16, the form the CUDA kernels are fastest in)' })
           .option('io-types', { choices: ['fp32', 'fp16'] as const, describe: 'cuda fp16/bf16: graph inputs/outputs in float32 (default; callers feed float32) or in the low type' })
+          .option('fuse', { type: 'string', describe: 'fusions to run, comma-separated (default: the target\'s set; --no-fuse: none); see passes/fusion.ts' })
           .option('shape', { type: 'string', array: true, describe: 'static shape for a graph input: NAME=D1xD2... (e.g. input_ids=1x128; repeatable)' })
           .option('strict', { type: 'boolean', default: false, describe: 'refuse (exit 2, nothing written) when nodes have no kernel on the target and would fall back to the CPU' })
           .option('verify', { type: 'boolean', default: false, describe: 'run the written model against the source on onnxruntime and check its outputs (exit 1 over tolerance); figures go in the report' })
@@ -136,6 +137,7 @@ async function main(): Promise<void> {
           ...(args.activations !== undefined ? { activations: args.activations } : {}),
           ...(args['io-types'] !== undefined ? { ioTypes: args['io-types'] } : {}),
           strict: args.strict,
+          ...(args.fuse !== undefined ? { fuse: (args.fuse as unknown) === false ? [] : String(args.fuse).split(',').map((x) => x.trim()).filter(Boolean) } : {}),
           ...(args.shape ? { shapes: parseShapes(args.shape) } : {}),
           weightQuant: {
             method: args['quant-method'],

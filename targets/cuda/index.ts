@@ -21,6 +21,8 @@ import { KernelIndex, type KernelTable } from '../legality.js';
 import { schemaWhyNot } from '../onnx/index.js';
 import { emulateLowPrecision } from '../low-precision-emulation.js';
 import type { LoweringOptions, Target } from '../target.js';
+import { fusionPass } from '../../passes/fusion.js';
+import { defaultFusions } from '../fusion-defaults.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -56,7 +58,11 @@ export const cudaTarget: Target = {
   runtime: "onnxruntime's CUDA execution provider",
   quantModes: ['none', 'fp16', 'bf16', 'int8-weight', 'int4', 'nf4'],
   weightFormat: 'matmulnbits',
-  beforeQuant: () => [],
+  // fp16/bf16 conversion comes after fusion: the fusions judge kernel types by the type it will be.
+  beforeQuant: (o) => {
+    const low = cudaLowType(o);
+    return [fusionPass({ target: 'cuda', only: defaultFusions('cuda', o), ...(low ? { lowerFloatTo: low === 'float16' ? 'fp16' : 'bf16' } : {}) })];
+  },
   afterQuant(o: LoweringOptions): Pass[] {
     const to = cudaLowType(o);
     if (!to) return [];
