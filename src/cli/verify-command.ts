@@ -37,6 +37,7 @@ export const verifyCommand: CommandModule = {
       .option('task', { choices: ['auto', 'causal-lm', 'generic'] as const, default: 'auto' as const, describe: 'causal-lm adds perplexity and greedy-continuation metrics (auto: detected)' })
       .option('continuation', { type: 'number', default: 32, describe: 'causal LMs: greedy continuation length in tokens (0: none)' })
       .option('threads', { type: 'number', default: 1, describe: 'onnxruntime intra-op threads' })
+      .option('target', { type: 'string', describe: 'the target CANDIDATE was compiled for: cuda float16 runs emulated, xla in the StableHLO interpreter, tfjs in tfjs-converter (default: an ONNX model run as it is)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }),
   handler: async (args) => {
     const json = args.json as boolean;
@@ -51,6 +52,7 @@ export const verifyCommand: CommandModule = {
       task: args.task as Task,
       continuationTokens: args.continuation as number,
       threads: args.threads as number,
+      ...(args.target !== undefined ? { target: args.target as string } : {}),
       log,
       onRun: (done, total) => (bar ??= progress('verify', total, { enabled: !json })).update(done),
     });
