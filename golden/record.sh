@@ -16,6 +16,7 @@ for m in models/zoo/*/model.onnx; do
   # tfjs needs static shapes: the dynamic exports are fixed at their test data's [2, 16].
   shape=(); case "$m" in *-dynamic/*) shape=(--shape input_ids=2x16); [[ "$m" == *bert-dynamic* || "$m" == *mask-dynamic* ]] && shape+=(--shape attention_mask=2x16);; esac
   for q in none fp16 uint8; do rec "$m" --target tfjs --quant "$q" "${shape[@]}"; done
+  for q in none bf16 int4; do rec "$m" --target xla --quant "$q" "${shape[@]}"; done
 done
 
 # models/lm: 4 held-out windows of 256 bytes (bytes 0..1023 of eval.bin) as int64 [4, 256].
@@ -31,6 +32,7 @@ writeFileSync('$windows', encodeNpy(Tensor.fromTypedArray('input_ids', DataType.
 "
 for q in none int4 int8-weight nf4; do rec models/lm/model.onnx --quant "$q" --inputs "$windows"; done
 for q in none fp16 bf16 int4 nf4; do rec models/lm/model.onnx --target cuda --quant "$q" --inputs "$windows"; done
+for q in none bf16 int4; do rec models/lm/model.onnx --target xla --quant "$q" --inputs "$windows" --shape input_ids=4x256; done
 
 for d in models/peft/*/; do
   c=$(basename "$d")
