@@ -33,6 +33,7 @@ const SUITES: Record<string, () => unknown> = {
   // int4 quantization time and peak RSS vs onnxruntime's Python quantizer (where installed).
   'quant-speed': async () => (await import('./quant-speed.js')).benchQuantSpeed({ dir, keep, repeat: args.includes('--repeat') ? repeat : 1, ...llm }),
   fusion: async () => (await import('./fusion.js')).benchFusion({}),
+  int8: async () => (await import('./int8.js')).benchInt8({ dir, repeat, threads, small: args.includes('--small') }),
 };
 
 if (only !== undefined && !(only in SUITES)) {

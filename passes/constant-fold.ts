@@ -13,7 +13,9 @@
  * of a weight.
  *
  * Not folded: nodes with subgraphs, nondeterministic ops, nodes whose outputs are graph outputs
- * (the interface stays computed), and nodes whose kernel declines (KernelUnsupported).
+ * (the interface stays computed), nodes whose kernel declines (KernelUnsupported), and
+ * DequantizeLinear: a quantized constant stays quantized (a QAT graph's int8 weights with the
+ * scales training fixed; folding would re-inflate them to float and lose those scales).
  */
 import { PeftcError } from '../src/errors.js';
 import { DataType, dtypeName } from '../src/ir/dtype.js';
@@ -76,6 +78,7 @@ function foldGraph(g: Graph, model: Model, opts: Required<ConstantFoldOptions>, 
       continue;
     }
     if (NONDETERMINISTIC.has(node.opType)) continue;
+    if (node.opType === 'DequantizeLinear' && (node.domain === '' || node.domain === 'ai.onnx')) continue;
     if (node.outputs.some((v) => v?.isGraphOutput)) continue;
     if (node.outputs.every((v) => !v || v.uses.length === 0)) continue; // dead: leave it to DCE
     const opset = model.opsetVersion(node.domain) ?? 0;

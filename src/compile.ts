@@ -18,6 +18,7 @@ import { captureHessians, matchCalibrationData, readCalibrationArrays, type Cali
 import type { Model } from './ir/model.js';
 import { getTarget } from '../targets/index.js';
 import { fixShapes } from '../passes/fix-shapes.js';
+import { int8CalibrationData, quantizeInt8, type Int8Options, type Int8Report } from './quant/int8.js';
 import { selectFusions, type FusionApplied, type FusionPass, type NearMiss } from '../passes/fusion.js';
 import { tensorOverrides, type OverrideMode, type OverrideSource } from '../passes/tensor-override.js';
 import { readSafetensors } from './peft/safetensors.js';
@@ -28,12 +29,12 @@ import { FLOAT16_MAX, observeRanges } from './runtime/ranges.js';
 
 export const TARGETS = ['cpu', 'cuda', 'xla', 'tfjs'] as const;
 export type Target = (typeof TARGETS)[number];
-export const QUANT_MODES = ['none', 'fp16', 'bf16', 'int8', 'int8-weight', 'int4', 'nf4', 'uint8', 'uint16'] as const;
+export const QUANT_MODES = ['none', 'fp16', 'bf16', 'int8', 'int8-weight', 'int4', 'nf4', 'uint8', 'uint16', 'int8-dynamic'] as const;
 export type QuantMode = (typeof QUANT_MODES)[number];
 /** Weight-only modes (passes/weight-quant.ts) and the pass mode each maps to. */
 const WEIGHT_QUANT_MODES: Partial<Record<QuantMode, 'int4' | 'int8' | 'nf4'>> = { int4: 'int4', 'int8-weight': 'int8', nf4: 'nf4' };
 export const QUANT_METHODS = ['rtn', 'mse', 'awq', 'gptq'] as const;
-export const QUANT_FORMATS = ['matmulnbits', 'qdq'] as const;
+export const QUANT_FORMATS = ['matmulnbits', 'qdq', 'qoperator'] as const;
 
 /** Weight-only quantization settings (--quant int4|int8-weight|nf4). */
 export interface WeightQuantSettings {
@@ -83,6 +84,8 @@ export interface CompileOptions {
   ioTypes?: 'fp32' | 'fp16';
   /** safetensors files whose named tensors replace (or are added to) the model's (--override). */
   overrides?: Array<{ path: string; mode: OverrideMode }>;
+  /** Static/dynamic int8 settings (--quant int8 | int8-dynamic; src/quant/int8.ts). */
+  int8?: Omit<Int8Options, 'mode' | 'log'>;
   /** Fusions to run (--fuse a,b); [] runs none (--no-fuse); undefined: the target's default set. */
   fuse?: string[];
   /** Static shapes for graph inputs (--shape name=1x128), applied before cleanup. */
@@ -114,6 +117,8 @@ export interface CompileResult {
   precision?: PrecisionReport;
   /** Activations whose observed range overflows float16, kept in float32. */
   overflow?: { source: string; values: Array<{ name: string; maxAbs: number }> };
+  /** Static/dynamic int8: calibration, what was quantized, kernels onnxruntime formed, errors. */
+  int8?: Int8Report;
   /** Fusions applied and near-misses left alone, with the reason (targets that fuse). */
   fusion?: { applied: FusionApplied[]; nearMisses: NearMiss[] };
   /** The target's legality check of the written graph (targets with a kernel table). */
@@ -168,7 +173,8 @@ function prepare(input: string, options: CompileOptions): Prepared {
   if (method === 'awq') {
     throw new PeftcError('--quant-method awq is not implemented; gptq is the data-aware method available (--quant-method gptq --calib DATA), or use mse (the default without data) or rtn');
   }
-  if (options.calib && !weightMode && !lowPrecision(options)) {
+  const int8 = options.quant === 'int8' || options.quant === 'int8-dynamic';
+  if (options.calib && !weightMode && !lowPrecision(options) && !int8) {
     throw new PeftcError(`--calib is used by weight-only quantization (--quant int4, int8-weight or nf4) and by float16 conversion (--target cuda --quant fp16); --quant ${options.quant} on ${options.target} takes no calibration data`);
   }
   if (method === 'gptq' && !options.calib) throw new PeftcError('--quant-method gptq needs calibration data: give --calib DATA (.npy for a single-input model, .npz keyed by input name)');
@@ -321,6 +327,7 @@ function finish(
 export function compileModel(input: string, options: CompileOptions): CompileResult {
   if (options.calib) throw new PeftcError('calibration runs the model in onnxruntime, which is asynchronous: call compileModelAsync for --calib');
   if (options.quant === 'fp16' && lowPrecision(options)) throw new PeftcError('float16 conversion observes activation ranges in onnxruntime, which is asynchronous: call compileModelAsync');
+  if (options.quant === 'int8' || options.quant === 'int8-dynamic') throw new PeftcError('int8 quantization runs the model in onnxruntime (calibration, kernel counts), which is asynchronous: call compileModelAsync');
   const p = prepare(input, options);
   return finish(p, quantizeAndLower(p, undefined, undefined), undefined, undefined);
 }
@@ -341,6 +348,13 @@ async function observeOverflow(p: Prepared): Promise<CompileResult['overflow']> 
 /** Compiles, running the calibration data through the cleaned-up model first when `calib` is given. */
 export async function compileModelAsync(input: string, options: CompileOptions): Promise<CompileResult> {
   const p = prepare(input, options);
+  if (options.quant === 'int8' || options.quant === 'int8-dynamic') {
+    // Static int8 calibrates on --calib data (generated inputs with a loud warning without it).
+    const data = options.quant === 'int8' || p.calib ? int8CalibrationData(p.model, p.calib, { ...(options.log ? { log: options.log } : {}) }) : undefined;
+    const int8 = await quantizeInt8(p.model, data, { mode: options.quant === 'int8' ? 'static' : 'dynamic', ...options.int8, ...(options.log ? { log: options.log } : {}) });
+    p.passes.push(...int8.passes);
+    return { ...finish(p, quantizeAndLower(p, undefined, undefined), undefined, undefined), int8 };
+  }
   const float16 = lowPrecision(options) && (options.quant === 'fp16' || WEIGHT_QUANT_MODES[options.quant] !== undefined);
   if (!p.calib || !p.weightMode) {
     const overflow = float16 ? await observeOverflow(p) : undefined;

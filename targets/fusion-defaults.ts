@@ -7,7 +7,8 @@
 import { selectFusions } from '../passes/fusion.js';
 import type { LoweringOptions } from './target.js';
 
-const WEIGHT_ONLY = new Set(['int4', 'nf4', 'int8-weight']);
+// int8 too: the packed Attention op would keep Q/K/V out of the integer kernels.
+const WEIGHT_ONLY = new Set(['int4', 'nf4', 'int8-weight', 'int8', 'int8-dynamic']);
 
 export function defaultFusions(target: 'cpu' | 'cuda', o: LoweringOptions): readonly string[] | undefined {
   if (o.fuse) return o.fuse;

@@ -14,7 +14,7 @@ import type { Model } from '../src/ir/model.js';
 import type { Tensor } from '../src/ir/tensor.js';
 import type { SaveResult } from '../src/onnx/io.js';
 
-export type QuantModeName = 'none' | 'fp16' | 'bf16' | 'int8' | 'int8-weight' | 'int4' | 'nf4' | 'uint8' | 'uint16';
+export type QuantModeName = 'none' | 'fp16' | 'bf16' | 'int8' | 'int8-weight' | 'int4' | 'nf4' | 'uint8' | 'uint16' | 'int8-dynamic';
 
 /** Options a target's passes receive (from compile's flags). */
 export interface LoweringOptions {

@@ -21,6 +21,7 @@ import { verifyCompiled } from '../verify/compiled.js';
 import { parseTolerance } from '../verify/tolerance.js';
 import { parseShapes } from '../../passes/fix-shapes.js';
 import { parseOverrideArg } from '../../passes/tensor-override.js';
+import { renderInt8Report } from '../quant/int8.js';
 import { renderVerifyReport, type VerifyReport } from '../verify/verify.js';
 
 function formatPassLine(r: PassReport): string {
@@ -102,6 +103,12 @@ async function main(): Promise<void> {
           .option('fuse', { type: 'string', describe: 'fusions to run, comma-separated (default: the target\'s set; --no-fuse: none); see passes/fusion.ts' })
           .option('shape', { type: 'string', array: true, describe: 'static shape for a graph input: NAME=D1xD2... (e.g. input_ids=1x128; repeatable)' })
           .option('strict', { type: 'boolean', default: false, describe: 'refuse (exit 2, nothing written) when nodes have no kernel on the target and would fall back to the CPU' })
+          .option('calib-method', { choices: ['minmax', 'percentile', 'entropy', 'mse'] as const, describe: 'int8: how activation ranges are chosen from the calibration data (default minmax)' })
+          .option('percentile', { type: 'number', describe: 'int8 --calib-method percentile: the percentile kept (default 99.999)' })
+          .option('smoothquant', { type: 'string', describe: "int8: SmoothQuant alpha in [0, 1], or 'search' (alone: search)" })
+          .option('max-error', { type: 'number', describe: 'int8: keep the most sensitive nodes float until the relative output error on the calibration data is at most this' })
+          .option('per-channel', { type: 'boolean', describe: 'int8: one weight scale per output channel (default; --no-per-channel: per tensor)' })
+          .option('activation-type', { choices: ['uint8', 'int8'] as const, describe: 'int8: activations uint8 asymmetric (default) or int8 symmetric' })
           .option('verify', { type: 'boolean', default: false, describe: 'run the written model against the source on onnxruntime and check its outputs (exit 1 over tolerance); figures go in the report' })
           .option('inputs', { type: 'string', describe: 'with --verify: input data (.npy/.npz); default: generated from the declared shapes' })
           .option('tolerance', { type: 'string', describe: 'with --verify: rel=..,abs=..,cos=..,top1=..,ppl=..; default by --quant (none: rel=1e-4)' })
@@ -112,8 +119,13 @@ async function main(): Promise<void> {
         if (args.workers !== undefined && !(Number.isInteger(args.workers) && args.workers >= 0)) throw new PeftcError(`--workers takes a whole number of threads, 0 or more (got ${args.workers})`);
         // Weight-only options do nothing without weight-only quantization: say so rather than ignore them.
         const weightOnly = ['int4', 'int8-weight', 'nf4'].includes(args.quant);
-        const given = (['scale-dtype', 'quant-embeddings', 'accuracy-level', 'quant-method', 'symmetric', 'asymmetric', 'quant-format', 'exclude'] as const).filter((k) => args[k] !== undefined);
+        const int8 = args.quant === 'int8' || args.quant === 'int8-dynamic';
+        const given = (['scale-dtype', 'quant-embeddings', 'accuracy-level', 'quant-method', 'symmetric', 'asymmetric', 'quant-format', 'exclude'] as const).filter((k) => args[k] !== undefined && !(int8 && (k === 'quant-format' || k === 'exclude')));
         if (!weightOnly && given.length) throw new PeftcError(`--${given.join(', --')} apply to weight-only quantization (--quant int4, int8-weight or nf4), not --quant ${args.quant}`);
+        const int8Given = (['calib-method', 'percentile', 'smoothquant', 'max-error', 'per-channel', 'activation-type'] as const).filter((k) => args[k] !== undefined);
+        if (!int8 && int8Given.length) throw new PeftcError(`--${int8Given.join(', --')} apply to --quant int8 / int8-dynamic, not --quant ${args.quant}`);
+        if (int8 && args['quant-format'] === 'matmulnbits') throw new PeftcError('--quant-format matmulnbits is a weight-only form; int8 takes qdq (default) or qoperator');
+        if (!int8 && args['quant-format'] === 'qoperator') throw new PeftcError('--quant-format qoperator is an int8 form (--quant int8 or int8-dynamic)');
         if (args['accuracy-level'] !== undefined && (args['quant-format'] === 'qdq' || args.quant === 'nf4')) {
           throw new PeftcError('--accuracy-level is an attribute of MatMulNBits (--quant int4 or int8-weight with --quant-format matmulnbits)');
         }
@@ -137,13 +149,27 @@ async function main(): Promise<void> {
           ...(args.activations !== undefined ? { activations: args.activations } : {}),
           ...(args['io-types'] !== undefined ? { ioTypes: args['io-types'] } : {}),
           strict: args.strict,
+          ...(int8
+            ? {
+                int8: {
+                  ...(args['calib-method'] !== undefined ? { calibMethod: args['calib-method'] } : {}),
+                  ...(args.percentile !== undefined ? { percentile: args.percentile } : {}),
+                  ...(args.smoothquant !== undefined ? { smoothQuant: args.smoothquant === '' || args.smoothquant === 'search' ? ('search' as const) : Number(args.smoothquant) } : {}),
+                  ...(args['max-error'] !== undefined ? { maxError: args['max-error'] } : {}),
+                  ...(args['per-channel'] !== undefined ? { perChannel: args['per-channel'] } : {}),
+                  ...(args['activation-type'] !== undefined ? { activationType: args['activation-type'] } : {}),
+                  ...(args['quant-format'] !== undefined ? { format: args['quant-format'] as 'qdq' | 'qoperator' } : {}),
+                  ...(args.exclude !== undefined ? { exclude: args.exclude } : {}),
+                },
+              }
+            : {}),
           ...(args.fuse !== undefined ? { fuse: (args.fuse as unknown) === false ? [] : String(args.fuse).split(',').map((x) => x.trim()).filter(Boolean) } : {}),
           ...(args.shape ? { shapes: parseShapes(args.shape) } : {}),
           weightQuant: {
             method: args['quant-method'],
             blockSize: args['block-size'],
             symmetric: args.symmetric === true,
-            format: args['quant-format'],
+            format: args['quant-format'] === 'qoperator' ? undefined : args['quant-format'],
             exclude: args.exclude,
             ...(args['scale-dtype'] !== undefined ? { scaleDtype: args['scale-dtype'] } : {}),
             ...(args['quant-embeddings'] !== undefined ? { embeddings: args['quant-embeddings'] } : {}),
@@ -165,7 +191,10 @@ async function main(): Promise<void> {
         const report = JSON.stringify(verified ? { ...result, verify: verified } : result, null, 2);
         if (args.report) writeFileAtomic(args.report, `${report}\n`);
         if (args.json) process.stdout.write(`${report}\n`);
-        else log(formatCompileSummary(result));
+        else {
+          if (result.int8) for (const line of renderInt8Report(result.int8)) log(line);
+          log(formatCompileSummary(result));
+        }
       },
     )
     .command(verifyCommand)

@@ -64,6 +64,10 @@ export function defaultTolerance(quant: string): Tolerance {
     case 'uint8':
       // TF.js's uint8 weights: one scale per tensor, no per-channel form.
       return { relErr: 0.15, cosine: 0.99 };
+    case 'int8':
+      return { relErr: 0.15, cosine: 0.99, perplexityRatio: 1.03 };
+    case 'int8-dynamic':
+      return { relErr: 0.05, cosine: 0.995, perplexityRatio: 1.01 };
     case 'int8-weight':
       return { relErr: 5e-2, cosine: 0.998 };
     default:

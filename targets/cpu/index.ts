@@ -12,7 +12,7 @@ import type { Target } from '../target.js';
 export const cpuTarget: Target = {
   name: 'cpu',
   runtime: "onnxruntime's CPU execution provider",
-  quantModes: ['none', 'int8-weight', 'int4', 'nf4'],
+  quantModes: ['none', 'int8', 'int8-dynamic', 'int8-weight', 'int4', 'nf4'],
   weightFormat: 'matmulnbits',
   beforeQuant: (o) => [fusionPass({ target: 'cpu', only: defaultFusions('cpu', o) })],
   afterQuant: () => [],
