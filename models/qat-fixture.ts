@@ -13,20 +13,11 @@ import { DataType } from '../src/ir/dtype.js';
 import type { Value } from '../src/ir/graph.js';
 import type { Model } from '../src/ir/model.js';
 import { ModelBuilder } from './builder.js';
+import { mulberry32 as rng } from '../src/random.js';
 
 /** The trained activation scales (uint8, zero point 0 after ReLU; 128 for the input). */
 export const QAT_ACTIVATIONS = { input: { scale: 1 / 127, zeroPoint: 128 }, conv1: { scale: 0.021, zeroPoint: 0 }, conv2: { scale: 0.033, zeroPoint: 0 }, pool: { scale: 0.017, zeroPoint: 0 } };
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function buildQatFixture(options: { batch?: number | string } = {}): Model {
   const rand = rng(7);

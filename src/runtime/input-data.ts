@@ -22,6 +22,7 @@ import type { Model } from '../ir/model.js';
 import { Tensor } from '../ir/tensor.js';
 import { shapeOf } from '../ir/types.js';
 import { readArrays } from './npy.js';
+import { mulberry32 } from '../random.js';
 
 /** Rows of a batch-axis array fed per onnxruntime run (bounds the activations held). */
 export const CHUNK_ROWS = 8;
@@ -248,16 +249,4 @@ function gatherRows(g: Graph, v: Value, depth = 0): number | undefined {
     }
   }
   return best;
-}
-
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
