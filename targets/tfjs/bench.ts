@@ -19,7 +19,11 @@ import { shapeOf } from '../../src/ir/types.js';
 import { OrtSession } from '../../src/runtime/ort.js';
 import { inputDataFor } from '../../src/verify/verify.js';
 import { PeftcError } from '../../src/errors.js';
-import { modelJsonPath, readModelJson, TfjsRunner, type TfjsBackend } from './runner.js';
+import { modelJsonPath, readModelJson } from './model-json.js';
+import type { TfjsBackend } from './runner.js';
+
+// runner.js pulls in tfjs-core: loaded only when an artifact is actually run
+const runnerModule = () => import('./runner.js');
 
 /** Whether `path` is a TF.js artifact (a folder with model.json, or a model.json file). */
 export function isTfjsArtifact(path: string): boolean {
@@ -91,7 +95,7 @@ export async function measureTfjsArtifact(args: TfjsMeasureArgs): Promise<TfjsMe
   const feed = feedFor(args.model, args.reference, { ...(args.inputs ? { inputs: args.inputs } : {}), seed: args.seed });
   const first = Object.values(feed)[0];
   const t0 = performance.now();
-  const runner = await TfjsRunner.open(args.model, args.backend);
+  const runner = await (await runnerModule()).TfjsRunner.open(args.model, args.backend);
   const sessionMs = performance.now() - t0;
   try {
     for (let i = 0; i < args.warmup; i++) await runner.run(feed);
@@ -161,7 +165,7 @@ export async function compareWithOnnxruntime(
   const base = median(ort.lat);
   const rows: LatencyRow[] = [{ runtime: `onnxruntime-node (${options.threads ?? 1} thread(s))`, loadMs: ort.loadMs, p50Ms: base, minMs: Math.min(...ort.lat), maxMs: Math.max(...ort.lat), ratio: 1, maxAbsDiff: 0 }];
   for (const backend of options.backends ?? ['cpu', 'wasm']) {
-    const t = await time(() => TfjsRunner.open(artifact, backend));
+    const t = await time(async () => (await runnerModule()).TfjsRunner.open(artifact, backend));
     let diff = 0;
     for (const [k, r] of Object.entries(ort.out)) {
       const a = r.toTypedArray();

@@ -16,7 +16,6 @@
 import type { QuantModeName, Target, WriteContext } from '../target.js';
 import { checkTfjs } from './legality.js';
 import { writeTfjsArtifact } from './artifact.js';
-import { openTfjsArtifact } from './runner.js';
 import { TFJS_WEIGHT_QUANTS, type TfjsWeightQuant } from './weights.js';
 
 /** The quant modes of this target: uint8/uint16 are TF.js's own affine weight forms. */
@@ -41,5 +40,6 @@ export const tfjsTarget: Target = {
   /** Nodes the legality check lists cannot run anywhere: the write refuses them. */
   fallsBack: false,
   write: (model, output, context) => writeTfjsArtifact(model, output, { quant: quantOf(context), source: context.source, ...(context.log ? { log: context.log } : {}) }),
-  openArtifact: (path) => openTfjsArtifact(path, 'cpu'),
+  // imported on use: tfjs-core is only needed to run an artifact, not to compile one
+  openArtifact: async (path) => (await import('./runner.js')).openTfjsArtifact(path, 'cpu'),
 };

@@ -5,8 +5,8 @@
  * the ONNX model's types: int64 inputs are narrowed to int32 on the way in (refused when a value
  * does not fit) and int64 outputs widened on the way out.
  */
-import { readFileSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
@@ -14,31 +14,12 @@ import { PeftcError } from '../../src/errors.js';
 import { DataType, dtypeFromName, dtypeName } from '../../src/ir/dtype.js';
 import { Tensor } from '../../src/ir/tensor.js';
 import type { ModelRunner } from '../target.js';
-import { MODEL_JSON, type TfjsArtifactInfo, type TfjsModelJson } from './artifact.js';
+import type { TfjsArtifactInfo } from './artifact.js';
+import { modelJsonPath, readModelJson } from './model-json.js';
+
+export { modelJsonPath, readModelJson };
 
 export type TfjsBackend = 'cpu' | 'wasm';
-
-/** model.json inside a folder artifact, or the path itself when it names the JSON file. */
-export function modelJsonPath(path: string): string {
-  const p = resolve(path);
-  try {
-    return statSync(p).isDirectory() ? join(p, MODEL_JSON) : p;
-  } catch {
-    throw new PeftcError(`${path}: no such TF.js artifact (a folder holding model.json, or the model.json file)`);
-  }
-}
-
-export function readModelJson(path: string): TfjsModelJson {
-  const file = modelJsonPath(path);
-  let json: TfjsModelJson;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8')) as TfjsModelJson;
-  } catch (err) {
-    throw new PeftcError(`${file}: cannot read a TF.js model.json: ${(err as Error).message}`);
-  }
-  if (json.format !== 'graph-model' || !json.modelTopology) throw new PeftcError(`${file}: not a TF.js graph model (format '${json.format}')`);
-  return json;
-}
 
 /** An IOHandler that loads model.json and every shard its manifest names from the file system. */
 export function fileIOHandler(path: string): tf.io.IOHandler {
