@@ -6,25 +6,16 @@
  * visible, and ratios to the first model measured in the same run.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+
+import { builtScript } from '../built-script.js';
 import { PeftcError } from '../errors.js';
 import type { LatencyStats } from '../report/results.js';
 import { ORT_VERSION } from '../version.js';
 import type { ChildArgs, ChildResult } from './child.js';
+import type { ExecutionProvider } from '../runtime/ort.js';
 import { isTfjsArtifact, tfjsDims } from '../../targets/tfjs/bench.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-
-/** A built script: beside the built modules; from the TypeScript sources (tests), the built copy. */
-function builtScript(relative: string): string {
-  const root = existsSync(join(here, 'child.js')) ? join(here, '..', '..') : join(here, '..', '..', 'dist');
-  const path = join(root, relative);
-  if (!existsSync(path)) throw new PeftcError(`bench: ${path} is missing; run npm run build`);
-  return path;
-}
 
 export interface BenchOptions {
   /** Timed calls per round (default 50). */
@@ -40,6 +31,8 @@ export interface BenchOptions {
   dims?: Record<string, number>;
   /** TF.js backend for TF.js artifacts among the models (default wasm). */
   tfjsBackend?: 'cpu' | 'wasm';
+  /** onnxruntime execution provider for the ONNX models (default cpu). */
+  ep?: ExecutionProvider;
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
@@ -64,7 +57,7 @@ export interface BenchResults {
   kind: 'peftc-bench';
   date: string;
   machine: { cpus: number; cpuModel: string; memGiB: number; node: string; onnxruntime: string };
-  settings: { rounds: number; runs: number; warmup: number; threads: number };
+  settings: { rounds: number; runs: number; warmup: number; threads: number; ep?: ExecutionProvider };
   models: ModelBench[];
 }
 
@@ -127,6 +120,7 @@ export async function benchModels(models: readonly string[], options: BenchOptio
             runs,
             warmup,
             threads,
+            ...(options.ep && options.ep !== 'cpu' ? { ep: options.ep } : {}),
           },
           tfjs[m] ? { reference: reference!, backend: options.tfjsBackend ?? 'wasm' } : undefined,
         ),
@@ -159,7 +153,7 @@ export async function benchModels(models: readonly string[], options: BenchOptio
     kind: 'peftc-bench',
     date: new Date().toISOString(),
     machine: machineFacts(),
-    settings: { rounds, runs, warmup, threads },
+    settings: { rounds, runs, warmup, threads, ...(options.ep && options.ep !== 'cpu' ? { ep: options.ep } : {}) },
     models: stats.map((s) => ({ ...s, latencyRatio: s.latency.p50Ms / base.latency.p50Ms, sizeRatio: s.artifactBytes / base.artifactBytes })),
   };
 }
@@ -183,7 +177,7 @@ export function renderBench(r: BenchResults): string {
   const s = r.settings;
   return [
     table(header, rows),
-    `${s.rounds} interleaved round(s) x ${s.runs} timed run(s) after ${s.warmup} warm-up, ${s.threads} thread(s); ratios against the first model; ${r.machine.cpus} x ${r.machine.cpuModel}, onnxruntime-node ${r.machine.onnxruntime}`,
+    `${s.rounds} interleaved round(s) x ${s.runs} timed run(s) after ${s.warmup} warm-up, ${s.threads} thread(s)${s.ep ? `, onnxruntime ${s.ep} provider` : ''}; ratios against the first model; ${r.machine.cpus} x ${r.machine.cpuModel}, onnxruntime-node ${r.machine.onnxruntime}`,
   ].join('\n');
 }
 

@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs';
 import { loadModel } from '../onnx/io.js';
 import { inputDataFor } from '../verify/verify.js';
-import { OrtSession } from '../runtime/ort.js';
+import { OrtSession, type ExecutionProvider } from '../runtime/ort.js';
 
 export interface ChildArgs {
   model: string;
@@ -16,6 +16,8 @@ export interface ChildArgs {
   runs: number;
   warmup: number;
   threads: number;
+  /** onnxruntime execution provider (default cpu). */
+  ep?: ExecutionProvider;
 }
 
 export interface ChildResult {
@@ -42,7 +44,7 @@ async function main(): Promise<void> {
   const feed = data.feed(0);
   const first = Object.values(feed)[0];
   const t0 = performance.now();
-  const session = await OrtSession.create(args.model, { intraOpThreads: args.threads, label: args.model });
+  const session = await OrtSession.create(args.model, { intraOpThreads: args.threads, label: args.model, ...(args.ep ? { executionProvider: args.ep } : {}) });
   const sessionMs = performance.now() - t0;
   for (let i = 0; i < args.warmup; i++) await session.run(feed);
   const latenciesMs: number[] = [];

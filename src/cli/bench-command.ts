@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/ort.js';
 import { writeFileAtomic } from '../atomic-write.js';
 import { benchModels, renderBench } from '../bench/bench.js';
 import { renderSweep, sweep } from '../bench/sweep.js';
@@ -31,6 +32,7 @@ export const benchCommand: CommandModule = {
       .option('inputs', { type: 'string', describe: 'input data (.npy/.npz); the first sample is fed; default: generated' })
       .option('seed', { type: 'number', default: 0, describe: 'seed of generated inputs' })
       .option('dim', { type: 'string', array: true, describe: 'size of a symbolic dimension for generated inputs: NAME=N' })
+      .option('ep', { choices: EXECUTION_PROVIDERS, default: 'cpu' as const, describe: "onnxruntime execution provider (cuda needs onnxruntime's CUDA provider libraries: bench/gpu/README.md)" })
       .option('tfjs-backend', { choices: ['wasm', 'cpu'] as const, default: 'wasm' as const, describe: 'TF.js backend for TF.js artifacts (folders with model.json) among the models' })
       .option('sweep', { type: 'boolean', default: false, describe: 'compile MODEL for every --targets x --quant, verify and time each' })
       .option('targets', { type: 'string', default: 'cpu', describe: 'with --sweep: comma-separated targets' })
@@ -50,6 +52,7 @@ export const benchCommand: CommandModule = {
       threads: args.threads as number,
       seed: args.seed as number,
       tfjsBackend: args['tfjs-backend'] as 'wasm' | 'cpu',
+      ep: args.ep as ExecutionProvider,
       ...(args.inputs ? { inputs: args.inputs as string } : {}),
       ...(parseDims(args.dim as string[] | undefined) ? { dims: parseDims(args.dim as string[])! } : {}),
       onProgress: (done: number, total: number, what: string) => (bar ??= progress('bench', total, { enabled: !json })).update(done, what),

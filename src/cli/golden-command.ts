@@ -1,5 +1,6 @@
 /** `peftc golden check|update|record`: argument parsing and printing; the work is src/golden/golden.ts. */
 import type { CommandModule } from 'yargs';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/ort.js';
 import { QUANT_MODES, TARGETS, type QuantMode, type Target } from '../compile.js';
 import { checkGolden, recordGolden, renderGoldenResult, updateGolden, type GoldenCheckResult } from '../golden/golden.js';
 import { progress, type Progress } from '../progress.js';
@@ -26,7 +27,9 @@ export const goldenCommand: CommandModule = {
     y
       .positional('action', { choices: ['check', 'update', 'record'] as const, demandOption: true })
       .options(common)
-      .option('only', { type: 'string', array: true, describe: 'check/update: model folders or MODEL/VARIANT names (repeatable)' })
+      .option('ep', { choices: EXECUTION_PROVIDERS, default: 'cpu' as const, describe: "check: run ONNX artifacts on this onnxruntime provider (cuda: as they are, with onnxruntime's node placement; bench/gpu/README.md)" })
+      .option('keep', { type: 'string', describe: 'check: keep every compiled artifact in DIR/<model>/<variant>/ (to run or inspect elsewhere)' })
+      .option('only', { type: 'string', array: true, describe: "check/update: model folders or MODEL/VARIANT names, * matching any text ('*/cuda-*'; repeatable)" })
       .option('retolerance', { type: 'boolean', default: false, describe: 'update: recompute tolerances from the new figures instead of keeping them' })
       .positional('model', { type: 'string', describe: 'record: the model to compile' })
       .option('target', { choices: TARGETS, default: 'cpu' as const, describe: 'record: target' })
@@ -46,7 +49,7 @@ export const goldenCommand: CommandModule = {
   handler: async (args) => {
     const json = args.json as boolean;
     const log = json ? () => {} : (m: string) => process.stderr.write(`${m}\n`);
-    const base = { dir: args.dir as string, ...(args.models ? { modelsRoot: args.models as string } : {}), threads: args.threads as number, log };
+    const base = { dir: args.dir as string, ...(args.models ? { modelsRoot: args.models as string } : {}), threads: args.threads as number, ep: args.ep as ExecutionProvider, ...(args.keep ? { keep: args.keep as string } : {}), log };
     const action = args.action as 'check' | 'update' | 'record';
     if (action !== 'record' && args.model) throw new PeftcError(`golden ${action} takes no model argument (it checks every record under --dir; --only narrows it)`);
     if (action === 'record') {

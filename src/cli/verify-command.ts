@@ -1,5 +1,6 @@
 /** `peftc verify REFERENCE CANDIDATE`: argument parsing and printing; the work is src/verify/verify.ts. */
 import type { Argv, CommandModule } from 'yargs';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/ort.js';
 import { PeftcError } from '../errors.js';
 import { progress, type Progress } from '../progress.js';
 import { parseTolerance } from '../verify/tolerance.js';
@@ -38,6 +39,7 @@ export const verifyCommand: CommandModule = {
       .option('continuation', { type: 'number', default: 32, describe: 'causal LMs: greedy continuation length in tokens (0: none)' })
       .option('threads', { type: 'number', default: 1, describe: 'onnxruntime intra-op threads' })
       .option('target', { type: 'string', describe: 'the target CANDIDATE was compiled for: cuda float16 runs emulated, xla in the StableHLO interpreter, tfjs in tfjs-converter (default: an ONNX model run as it is)' })
+      .option('ep', { choices: EXECUTION_PROVIDERS, default: 'cpu' as const, describe: "onnxruntime execution provider for CANDIDATE (cuda needs onnxruntime's CUDA provider libraries: bench/gpu/README.md); the reference runs on cpu" })
       .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }),
   handler: async (args) => {
     const json = args.json as boolean;
@@ -53,6 +55,7 @@ export const verifyCommand: CommandModule = {
       continuationTokens: args.continuation as number,
       threads: args.threads as number,
       ...(args.target !== undefined ? { target: args.target as string } : {}),
+      ep: args.ep as ExecutionProvider,
       log,
       onRun: (done, total) => (bar ??= progress('verify', total, { enabled: !json })).update(done),
     });

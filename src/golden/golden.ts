@@ -9,8 +9,10 @@
  * outside tolerance. `updateGolden` rewrites the records after an intentional change and says
  * what moved; it keeps each record's tolerance and refuses figures that break it unless asked.
  */
+import { nodePlacement, type Placement } from '../runtime/placement.js';
+import type { ExecutionProvider } from '../runtime/ort.js';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync } from 'node:fs';
+import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { compileModelAsync, type CompileOptions, type QuantMode, type Target } from '../compile.js';
@@ -57,6 +59,14 @@ export interface GoldenOptions {
   compileHook?: (options: CompileOptions) => CompileOptions;
   /** onnxruntime threads for the runs (default 1: the figures are reproducible). */
   threads?: number;
+  /**
+   * Where ONNX artifacts run (default cpu, where cuda float16 artifacts run in their CPU
+   * equivalent). 'cuda' runs them as they are on onnxruntime's CUDA provider and reads the node
+   * placement onnxruntime reports; the records' tolerances still apply.
+   */
+  ep?: ExecutionProvider;
+  /** check: keep each compiled artifact in KEEP/<model>/<variant>/ (model.onnx, or an xla/tfjs folder's files). */
+  keep?: string;
 }
 
 const rootOf = (o: GoldenOptions) => resolve(o.modelsRoot ?? dirname(resolve(o.dir)));
@@ -144,6 +154,8 @@ export interface Measurement {
   artifact: ArtifactFacts;
   fidelity: Fidelity;
   comparison: Comparison;
+  /** With a GPU provider: where onnxruntime put the nodes. */
+  placement?: Placement;
 }
 
 function compileOptionsFor(spec: VariantSpec, root: string, output: string, options: GoldenOptions): CompileOptions {
@@ -186,7 +198,7 @@ function hashFiles(paths: string[]): { sha256: string; bytes: number } {
   return { sha256: h.digest('hex'), bytes };
 }
 
-export async function measureVariant(modelDir: string, ref: GoldenReference, spec: VariantSpec, options: GoldenOptions): Promise<Measurement> {
+export async function measureVariant(modelDir: string, ref: GoldenReference, spec: VariantSpec, options: GoldenOptions, keepAs?: string): Promise<Measurement> {
   const root = rootOf(options);
   const source = resolveStored(root, spec.source);
   if (!existsSync(source)) throw new PeftcError(`${source}: the model of golden variant ${ref.name}/${variantName(spec.target, spec.quant)} is missing (models root ${root}; --models DIR sets it)`);
@@ -206,15 +218,31 @@ export async function measureVariant(modelDir: string, ref: GoldenReference, spe
       opHistogram: result.after.opHistogram,
       initializerBytes: result.after.initializerBytes,
     };
-    const comparison = await runOnReference(modelDir, ref, result.written.path, options.threads ?? 1, spec.target, source);
-    return { artifact, fidelity: fidelityOf(comparison), comparison };
+    if (options.keep && keepAs) keepArtifact(result.written, join(resolve(options.keep), keepAs));
+    const ep = options.ep ?? 'cpu';
+    const comparison = await runOnReference(modelDir, ref, result.written.path, options.threads ?? 1, spec.target, source, ep);
+    const placement = ep !== 'cpu' ? await nodePlacement(result.written.path, ep) : undefined;
+    return { artifact, fidelity: fidelityOf(comparison), comparison, ...(placement ? { placement } : {}) };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
 }
 
+/** Copies a compiled artifact to the folder `dest`: a folder artifact's files, or model.onnx with its external data. */
+function keepArtifact(written: { path: string; externalDataPath?: string }, dest: string): void {
+  rmSync(dest, { recursive: true, force: true });
+  if (statSync(written.path).isDirectory()) {
+    cpSync(written.path, dest, { recursive: true });
+    return;
+  }
+  mkdirSync(dest, { recursive: true });
+  copyFileSync(written.path, join(dest, 'model.onnx'));
+  // external data is named relative to the model file, so it keeps its name beside the copy
+  if (written.externalDataPath) copyFileSync(join(dirname(written.path), written.externalDataPath), join(dest, written.externalDataPath));
+}
+
 /** Runs a model on the reference's stored inputs and compares with the stored outputs. */
-export async function runOnReference(modelDir: string, ref: GoldenReference, modelPath: string, threads = 1, target?: string, source?: string): Promise<Comparison> {
+export async function runOnReference(modelDir: string, ref: GoldenReference, modelPath: string, threads = 1, target?: string, source?: string, ep: ExecutionProvider = 'cpu'): Promise<Comparison> {
   const inputs = readStoredArrays(modelDir, ref.inputs);
   const outputs = readStoredArrays(modelDir, ref.outputs);
   // The inputs are matched against an ONNX model's declarations: the artifact's, or for a folder
@@ -222,7 +250,7 @@ export async function runOnReference(modelDir: string, ref: GoldenReference, mod
   const model = loadModel(statSync(modelPath).isDirectory() && source ? source : modelPath);
   const data = matchInputData({ path: join(modelDir, 'inputs'), arrays: inputs }, model);
   if (data.runs !== ref.runs) throw new PeftcError(`${modelDir}: stored inputs read as ${data.runs} run(s), the record says ${ref.runs}`);
-  const { session } = await openCandidate(modelPath, target, threads);
+  const { session } = await openCandidate(modelPath, target, threads, ep);
   try {
     return await compareOutputs(session, data, async (run) => Object.fromEntries([...outputs].map(([k, t]) => [k, unstack(t, run)])), ref.lm);
   } finally {
@@ -296,6 +324,8 @@ export interface VariantCheck {
   failures: string[];
   record: GoldenVariant;
   measured?: { artifact: ArtifactFacts; fidelity: Fidelity };
+  /** With --ep cuda: onnxruntime's node placement (nodes left on the CPU are listed as changes). */
+  placement?: Placement;
   ms: number;
 }
 
@@ -338,8 +368,10 @@ function compareRecord(rec: GoldenVariant, m: Measurement): { changes: string[];
   return { changes, failures };
 }
 
+/** `--only` items: a model folder, MODEL/VARIANT, or either with * wildcards (e.g. any model's cuda-fp16). */
 function selected(model: string, variant: string, only: string[] | undefined): boolean {
-  return !only?.length || only.some((o) => o === model || o === `${model}/${variant}`);
+  const glob = (pattern: string) => new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return !only?.length || only.some((o) => glob(o).test(model) || glob(o).test(`${model}/${variant}`));
 }
 
 export async function checkGolden(options: CheckOptions): Promise<GoldenCheckResult> {
@@ -359,7 +391,7 @@ export async function checkGolden(options: CheckOptions): Promise<GoldenCheckRes
     const ref = refs.get(job.model) ?? refs.set(job.model, readReference(modelDir)).get(job.model)!;
     let m: Measurement;
     try {
-      m = await measureVariant(modelDir, ref, job.record.compile, options);
+      m = await measureVariant(modelDir, ref, job.record.compile, options, `${job.model}/${job.record.variant}`);
     } catch (err) {
       if (!(err instanceof PeftcError)) throw err;
       const why = `cannot compile or run: ${err.message}`;
@@ -367,6 +399,7 @@ export async function checkGolden(options: CheckOptions): Promise<GoldenCheckRes
       continue;
     }
     const { changes, failures } = compareRecord(job.record, m);
+    if (m.placement?.onCpu.length) changes.push(`onnxruntime placed ${m.placement.onCpu.length} node(s) on the CPU provider: ${m.placement.onCpu.join(', ')}`);
     variants.push({
       model: job.model,
       variant: job.record.variant,
@@ -376,6 +409,7 @@ export async function checkGolden(options: CheckOptions): Promise<GoldenCheckRes
       failures,
       record: job.record,
       measured: { artifact: m.artifact, fidelity: m.fidelity },
+      ...(m.placement ? { placement: m.placement } : {}),
       ms: performance.now() - t1,
     });
   }
@@ -393,6 +427,8 @@ export interface UpdateOptions extends CheckOptions {
  * A record whose new fidelity breaks its kept tolerance is not rewritten and fails the update.
  */
 export async function updateGolden(options: UpdateOptions): Promise<GoldenCheckResult> {
+  // records hold CPU-provider figures (reproducible on any machine); a GPU run is a check only
+  if (options.ep && options.ep !== 'cpu') throw new PeftcError(`golden update records figures measured on the CPU provider; --ep ${options.ep} goes with golden check`);
   const result = await checkGolden(options);
   for (const v of result.variants) {
     if (!v.measured || v.changes.length === 0) {
@@ -426,6 +462,7 @@ export function renderGoldenResult(r: GoldenCheckResult, verb: 'check' | 'update
     const f = v.measured?.fidelity;
     const figs = f ? `  rel err ${fmt(f.relErr)}  cos ${f.cosine.toFixed(6)}${f.top1 !== undefined ? `  top-1 ${(f.top1 * 100).toFixed(1)}%` : ''}${f.perplexity !== undefined ? `  ppl ${f.perplexity.toFixed(4)}` : ''}` : '';
     lines.push(`${status.padEnd(7)} ${`${v.model}/${v.variant}`.padEnd(40)} ${(v.ms / 1000).toFixed(1).padStart(5)} s${figs}`);
+    if (v.placement) lines.push(`          placement: ${Object.entries(v.placement.providers).map(([p, n]) => `${n.count} on ${p}`).join(', ')}`);
     for (const c of v.ok ? v.changes : v.failures) lines.push(`          ${c}`);
   }
   const failed = r.variants.filter((v) => !v.ok).length;

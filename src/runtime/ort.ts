@@ -85,7 +85,18 @@ export interface SessionOptions {
   graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Name used in error messages (default: the path, or the graph's name). */
   label?: string;
+  /**
+   * Where onnxruntime runs the nodes (default 'cpu'). 'cuda' asks for the CUDA execution provider
+   * first, the CPU provider taking what it cannot: that needs onnxruntime's CUDA provider libraries
+   * beside onnxruntime-node's binding, which npm does not install (bench/gpu/README.md).
+   */
+  executionProvider?: ExecutionProvider;
+  /** onnxruntime's own log level (default 4, fatal only); 0 prints node placement (placement.ts). */
+  logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
 }
+
+export const EXECUTION_PROVIDERS = ['cpu', 'cuda'] as const;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
 
 /** The tensor inputs/outputs a session declares (onnxruntime's view, after its optimizations). */
 export interface IoInfo {
@@ -117,7 +128,10 @@ export class OrtSession {
       interOpNumThreads: inter,
       executionMode: inter > 1 ? 'parallel' : 'sequential',
       graphOptimizationLevel: options.graphOptimization ?? 'all',
-      logSeverityLevel: 4, // failures arrive as exceptions; keep onnxruntime's own log quiet
+      // failures arrive as exceptions; keep onnxruntime's own log quiet unless asked
+      logSeverityLevel: options.logSeverityLevel ?? 4,
+      // the CPU provider is always there and takes the nodes CUDA has no kernel for
+      ...(options.executionProvider === 'cuda' ? { executionProviders: [{ name: 'cuda', deviceId: 0 }] } : {}),
     };
     let cleanup = () => {};
     try {
@@ -139,6 +153,9 @@ export class OrtSession {
     } catch (err) {
       cleanup();
       if (err instanceof PeftcError) throw err;
+      if (options.executionProvider === 'cuda' && /cuda|provider/i.test(String((err as Error)?.message ?? err))) {
+        throw ortError(`${label}: onnxruntime could not start its CUDA execution provider (onnxruntime-node ships without it; bench/gpu/README.md says how to put it beside the binding)`, err);
+      }
       throw ortError(`${label}: onnxruntime cannot load the model`, err);
     }
   }

@@ -13,7 +13,7 @@ import type { Model } from '../ir/model.js';
 import type { Tensor } from '../ir/tensor.js';
 import { loadModel } from '../onnx/io.js';
 import { matchInputData, readInputArrays, synthesizeInputs, type InputData } from '../runtime/input-data.js';
-import { OrtSession } from '../runtime/ort.js';
+import { OrtSession, type ExecutionProvider } from '../runtime/ort.js';
 import { getTarget } from '../../targets/index.js';
 import type { ModelRunner } from '../../targets/target.js';
 import { detectCausalLm, greedyContinuations, type CausalLmSpec } from './causal-lm.js';
@@ -177,6 +177,8 @@ export interface VerifyOptions extends Omit<CompareOptions, 'referenceSession'> 
   tolerance?: Tolerance;
   /** onnxruntime intra-op threads for both sessions (default 1: reproducible). */
   threads?: number;
+  /** Where the candidate runs (default cpu); the reference always runs on the CPU provider. */
+  ep?: ExecutionProvider;
   /** The target the candidate was compiled for: its artifacts run through the target's CPU equivalent. */
   target?: string;
 }
@@ -185,8 +187,13 @@ export interface VerifyOptions extends Omit<CompareOptions, 'referenceSession'> 
  * A session that runs `path` on onnxruntime's CPU provider: the artifact itself, or, for targets
  * whose artifacts the CPU cannot run as they are (float16 for CUDA), the target's CPU equivalent.
  */
-export async function openCandidate(path: string, target: string | undefined, threads: number): Promise<{ session: ModelRunner; emulation?: string }> {
+export async function openCandidate(path: string, target: string | undefined, threads: number, ep: ExecutionProvider = 'cpu'): Promise<{ session: ModelRunner; emulation?: string }> {
   const t = target ? getTarget(target) : undefined;
+  // An ONNX artifact asked to run on a GPU provider runs as it is there: no CPU equivalent.
+  if (ep !== 'cpu') {
+    if (t?.openArtifact) throw new PeftcError(`${path}: a ${target} artifact does not run on onnxruntime's ${ep} provider (--ep is for ONNX models)`);
+    return { session: await OrtSession.create(path, { intraOpThreads: threads, executionProvider: ep }) };
+  }
   if (t?.openArtifact) {
     const session = await t.openArtifact(path);
     return { session, emulation: `${session.label}` };
@@ -224,7 +231,7 @@ export async function verifyModels(reference: string, candidate: string, options
   let cand: ModelRunner | undefined;
   let emulation: string | undefined;
   try {
-    ({ session: cand, emulation } = await openCandidate(candidate, options.target, threads));
+    ({ session: cand, emulation } = await openCandidate(candidate, options.target, threads, options.ep));
     if (emulation) options.log?.(`verify: ${candidate} runs as ${emulation}`);
     const missing = ref.inputNames.filter((n) => !cand!.inputNames.includes(n));
     if (missing.length) throw new PeftcError(`${candidate}: takes no input named ${missing.map((n) => `'${n}'`).join(', ')} (the reference does)`);
