@@ -16,6 +16,7 @@ import { opsetUpgrade } from '../passes/opset-upgrade.js';
 import { calibrationTargets, weightQuantization, type LayerQuantReport, type WeightQuantFormat, type WeightQuantOptions } from '../passes/weight-quant.js';
 import { captureHessians, matchCalibrationData, readCalibrationArrays, type CalibrationArrays } from './quant/calibration.js';
 import { quantizeLayerwise } from './quant/layerwise.js';
+import type { GptqOptions } from './quant/gptq.js';
 import { totalmem } from 'node:os';
 import type { Model } from './ir/model.js';
 import { getTarget } from '../targets/index.js';
@@ -70,6 +71,8 @@ export interface WeightQuantSettings {
    * layer input's Hessian over it is refused.
    */
   hessianMemory?: number;
+  /** GPTQ settings (act-order, dampening, lazy batch); library and benches only, no CLI flag. */
+  gptq?: Partial<GptqOptions>;
   blockSize?: number;
   symmetric?: boolean;
   /** Default by target: matmulnbits for cpu/cuda, qdq (standard ops) for xla. */
@@ -286,6 +289,7 @@ function weightQuantOptions(p: Prepared): WeightQuantOptions {
     ...(wq.scaleDtype !== undefined ? { scaleDtype: wq.scaleDtype } : {}),
     ...(wq.embeddings !== undefined ? { gather: wq.embeddings } : {}),
     ...(wq.accuracyLevel !== undefined ? { accuracyLevel: wq.accuracyLevel } : {}),
+    ...(wq.gptq !== undefined ? { gptq: wq.gptq } : {}),
     ...(p.options.workers !== undefined ? { workers: p.options.workers } : {}),
   };
 }

@@ -230,12 +230,15 @@ describe('peftc compile --calib (CLI)', () => {
     for (const [label, method, extra] of [
       ['awq', 'awq', []],
       ['awq+gptq', 'awq+gptq', []],
-      ['gptq layerwise', 'gptq', ['--layerwise']],
+      // With embeddings: the Gather tables have no layer input and are quantized after the layers.
+      ['gptq layerwise', 'gptq', ['--layerwise', '--quant-embeddings']],
       // Half of all the Hessians: each layer input's fits, so calibration goes layer by layer by itself.
       ['awq+gptq capped', 'awq+gptq', ['--hessian-memory', String(all / 2 / 2 ** 20)]],
     ] as const) {
       const r = run(label.replace(/[ +]/g, '-'), '--quant-method', method, ...extra);
-      const layers = r.json.quantization as LayerQuantReport[];
+      const embeddings = (extra as readonly string[]).includes('--quant-embeddings');
+      const layers = (r.json.quantization as LayerQuantReport[]).filter((l) => !(embeddings && l.form.startsWith('GatherBlockQuantized')));
+      if (embeddings) expect((r.json.quantization as LayerQuantReport[]).filter((l) => l.form.startsWith('GatherBlockQuantized')).map((l) => l.method)).toEqual(['mse']);
       expect(layers.length).toBe((rtn.json.quantization as LayerQuantReport[]).length);
       expect(layers.every((l) => l.method === (method === 'awq' ? 'mse' : 'gptq'))).toBe(true);
       if (method !== 'gptq') {

@@ -370,6 +370,16 @@ export async function quantizeLayerwise(model: Model, data: CalibrationData, opt
     quantizeMs += performance.now() - t1;
     log(`layerwise: ${step + 1}/${order.length} '${t.activation}' (${rows} rows, K ${t.k}): ${now.length} weight(s) quantized`);
   }
+  // Tables read only by Gather (--quant-embeddings) have no layer input to calibrate on: they are
+  // quantized at the end, without a Hessian (the pass gives them the scale search).
+  if (passOptions.gather) {
+    const pass = weightQuantization({ ...passOptions, awq: false, hessians: new Map() });
+    for (const rep of runPipeline(model, [pass], { log, check })) {
+      passMs += rep.ms;
+      changed ||= rep.changed;
+    }
+    layers.push(...pass.layers);
+  }
   return {
     layers,
     awqGroups,
