@@ -431,27 +431,38 @@ export async function compileModelAsync(input: string, options: CompileOptions):
     `calibration: ${data.samples} sample(s) in ${data.runs} run(s) from ${data.path}; ${targets.length} layer input(s) to capture, ${mib(hessianBytes)} of Hessians` +
       (layerwise ? `; layer by layer (${wq.layerwise ? '--layerwise' : `over the ${mib(limit)} of --hessian-memory`})` : ''),
   );
+  const awq = wqOptions.awq === true;
+  const calibrationReport = (sessionRuns: number, ms: number, mode: 'all' | 'layerwise', peakHessianBytes: number): CompileResult['calibration'] => ({
+    path: data.path,
+    runs: data.runs,
+    samples: data.samples,
+    activations: targets.length,
+    hessianBytes,
+    mode,
+    peakHessianBytes,
+    sessionRuns,
+    ms,
+  });
   if (!layerwise) {
     // Every Hessian stays in memory until the weights are quantized (they fit in the limit).
     const captured = await captureHessians(p.model, targets, data, { log: options.log });
+    if (awq) {
+      // AWQ divides activations by its scales (folded into their producers): float16 ranges are
+      // observed on the model as quantized, which is the one converted.
+      const pass = weightQuantization({ ...wqOptions, hessians: captured.hessians });
+      p.passes.push(...runPipeline(p.model, [pass], { check: options.check, log: options.log, onReport: options.onReport }));
+      const overflow = float16 ? await observeOverflow(p) : undefined;
+      const overflowing = overflow ? new Set(overflow.values.map((v) => v.name)) : undefined;
+      return finish(p, { quantization: pass.layers, ...lowerAfterQuant(p, overflowing) }, calibrationReport(captured.sessionRuns, captured.ms, 'all', hessianBytes), overflow);
+    }
     const overflow = float16 ? await observeOverflow(p) : undefined;
     const overflowing = overflow ? new Set(overflow.values.map((v) => v.name)) : undefined;
-    return finish(p, quantizeAndLower(p, captured.hessians, overflowing), {
-      path: data.path,
-      runs: data.runs,
-      samples: data.samples,
-      activations: targets.length,
-      hessianBytes,
-      mode: 'all',
-      peakHessianBytes: hessianBytes,
-      sessionRuns: captured.sessionRuns,
-      ms: captured.ms,
-    }, overflow);
+    return finish(p, quantizeAndLower(p, captured.hessians, overflowing), calibrationReport(captured.sessionRuns, captured.ms, 'all', hessianBytes), overflow);
   }
   // Layer by layer: the model is quantized in place as it is calibrated (src/quant/layerwise.ts).
-  // Activation ranges for float16 are observed first, on the model as it was (as above).
-  const overflow = float16 ? await observeOverflow(p) : undefined;
-  const overflowing = overflow ? new Set(overflow.values.map((v) => v.name)) : undefined;
+  // Activation ranges for float16 are observed before (as above), or after with AWQ (its folds
+  // change activations).
+  const before = float16 && !awq ? await observeOverflow(p) : undefined;
   const r = await quantizeLayerwise(p.model, data, {
     ...wqOptions,
     maxHessianBytes: limit,
@@ -460,15 +471,7 @@ export async function compileModelAsync(input: string, options: CompileOptions):
   });
   p.passes.push(r.report);
   options.onReport?.(r.report);
-  return finish(p, { quantization: r.layers, ...lowerAfterQuant(p, overflowing) }, {
-    path: data.path,
-    runs: data.runs,
-    samples: data.samples,
-    activations: targets.length,
-    hessianBytes,
-    mode: 'layerwise',
-    peakHessianBytes: r.peakHessianBytes,
-    sessionRuns: r.sessionRuns,
-    ms: r.calibrationMs,
-  }, overflow);
+  const overflow = float16 && awq ? await observeOverflow(p) : before;
+  const overflowing = overflow ? new Set(overflow.values.map((v) => v.name)) : undefined;
+  return finish(p, { quantization: r.layers, ...lowerAfterQuant(p, overflowing) }, calibrationReport(r.sessionRuns, r.calibrationMs, 'layerwise', r.peakHessianBytes), overflow);
 }

@@ -258,6 +258,23 @@ describe('peftc compile --calib (CLI)', () => {
     for (const [label, e] of Object.entries(errors)) if (label !== 'rtn') expect(e, label).toBeLessThan(errors.rtn!);
   });
 
+  it('llama --target cuda (fp16 activations): awq and awq+gptq, whole and layer by layer, pass --verify; float16 ranges observed on the AWQ-scaled model', () => {
+    const model = join(ZOO, 'llama-static', 'model.onnx');
+    const ids = join(tmp, 'llama-ids-cuda.npy');
+    writeNpy(ids, { descr: '<i8', dims: [2, 16], data: zooIds('llama-static') });
+    for (const [method, extra] of [['awq', []], ['awq+gptq', ['--layerwise']]] as const) {
+      const out = join(tmp, `llama-cuda-${method}.onnx`);
+      const r = peftc('compile', model, '--target', 'cuda', '--quant', 'int4', '--quant-method', method, ...extra, '--calib', ids, '--verify', '--json', '-o', out);
+      expect(r.status, r.stderr).toBe(0);
+      const json = JSON.parse(r.stdout);
+      expect(json.verify.ok).toBe(true);
+      expect(json.overflow.source).toBe(ids);
+      expect(json.calibration.mode).toBe(extra.length ? 'layerwise' : 'all');
+      // Ranges observed after quantization: the pass lines come before the ranges line.
+      expect(r.stderr.indexOf('ranges:')).toBeGreaterThan(r.stderr.lastIndexOf('weight-quant: awq'));
+    }
+  });
+
   it('bert: .npz keyed by input name, stacked samples', () => {
     const model = join(ZOO, 'bert-static', 'model.onnx');
     const data = join(tmp, 'bert.npz');
