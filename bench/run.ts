@@ -5,6 +5,7 @@
  *   npm run bench -- --keep            keep generated models (under .bench/)
  *   npm run bench -- --repeat N        runs per measurement (median reported)
  *   npm run bench -- --threads N       onnxruntime intra-op threads for latency (default 1)
+ *   npm run bench -- --workers N       quant-speed: quantization threads (default one per core)
  * Figures are ratios against baselines measured in the same run; absolute numbers depend on the
  * machine (say which when you quote them).
  */
@@ -18,6 +19,7 @@ const keep = args.includes('--keep');
 const repeat = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : 3;
 const dir = join(process.cwd(), '.bench');
 const threads = args.includes('--threads') ? Number(args[args.indexOf('--threads') + 1]) : 1;
+const workers = args.includes('--workers') ? Number(args[args.indexOf('--workers') + 1]) : undefined;
 
 // ~0.95B parameters (3.6 GiB fp32) for merge and quant-speed; --small for a quick 0.1B run.
 const llm = args.includes('--small') ? { layers: 4, hidden: 1024, intermediate: 2816, vocab: 8000 } : { layers: 16, hidden: 2048, intermediate: 5632, vocab: 32000 };
@@ -31,7 +33,7 @@ const SUITES: Record<string, () => unknown> = {
   // Perplexity of models/lm after each weight quantization, vs onnxruntime's own quantizer.
   'quant-fidelity': async () => (await import('./quant-fidelity.js')).benchQuantFidelity({ dir, keep, repeat, threads }),
   // int4 quantization time and peak RSS vs onnxruntime's Python quantizer (where installed).
-  'quant-speed': async () => (await import('./quant-speed.js')).benchQuantSpeed({ dir, keep, repeat: args.includes('--repeat') ? repeat : 1, ...llm }),
+  'quant-speed': async () => (await import('./quant-speed.js')).benchQuantSpeed({ dir, keep, repeat: args.includes('--repeat') ? repeat : 1, ...llm, ...(workers !== undefined ? { workers } : {}) }),
   fusion: async () => (await import('./fusion.js')).benchFusion({}),
   int8: async () => (await import('./int8.js')).benchInt8({ dir, repeat, threads, small: args.includes('--small') }),
 };

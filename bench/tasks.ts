@@ -315,8 +315,8 @@ const merge: Task = ({ model, adapter, out }: { model: string; adapter: string; 
 };
 
 /** What a user runs: peftc compile model.onnx --quant int4 --quant-method M --block-size B -o out.onnx. */
-const quantize: Task = ({ model, out, method, blockSize, symmetric, accuracyLevel }: { model: string; out: string; method: 'rtn' | 'mse'; blockSize: number; symmetric?: boolean; accuracyLevel?: number }) => {
-  const r = compileModel(model, { target: 'cpu', quant: 'int4', output: out, weightQuant: { method, blockSize, symmetric: symmetric ?? false, ...(accuracyLevel ? { accuracyLevel } : {}) } });
+const quantize: Task = ({ model, out, method, blockSize, symmetric, accuracyLevel, workers }: { model: string; out: string; method: 'rtn' | 'mse'; blockSize: number; symmetric?: boolean; accuracyLevel?: number; workers?: number }) => {
+  const r = compileModel(model, { target: 'cpu', quant: 'int4', output: out, ...(workers !== undefined ? { workers } : {}), weightQuant: { method, blockSize, symmetric: symmetric ?? false, ...(accuracyLevel ? { accuracyLevel } : {}) } });
   return { layers: r.quantization?.length ?? 0, bytes: r.written.externalBytes + r.written.modelBytes };
 };
 

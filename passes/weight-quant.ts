@@ -54,8 +54,19 @@ import {
 import { NF4_CODE_BOOK } from '../src/quant/nf4.js';
 import { mergeLayouts, mergeStats, planParts } from '../src/quant/parts.js';
 import type { GptqOptions } from '../src/quant/gptq.js';
+import {
+  applyAwqScales,
+  awqSearch,
+  groupWeightRows,
+  hessianMagnitude,
+  scaleHessian,
+  type AwqGroup,
+  type AwqGroupReport,
+  type AwqOptions,
+} from '../src/quant/awq.js';
 import { sharedFloat64 } from '../src/quant/hessian.js';
 import { defaultWorkerCount, runQuantTasks } from '../src/quant/pool.js';
+import { SpillFile } from '../src/quant/spill.js';
 import type { QuantizedSummary, QuantTask, QuantTaskResult } from '../src/quant/task.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
 
@@ -68,6 +79,22 @@ export interface WeightQuantOptions {
   mode: WeightQuantMode;
   /** Default 'mse' (the best method that needs no data); 'gptq' needs `hessians`. */
   method?: WeightQuantMethod;
+  /**
+   * AWQ first (needs `hessians`): each group of layers that read one input gets its input channels
+   * scaled by the activation-aware factors searched on the Hessians (src/quant/awq.ts), 1/s folded
+   * into the op before; then `method` quantizes the scaled weights (--quant-method awq: mse;
+   * awq+gptq: gptq). `true` or the search settings (grid, rows scored per weight).
+   */
+  awq?: boolean | Partial<AwqOptions>;
+  /** awq: mean |x| per channel of each activation (keyed as `hessians`); without it, sqrt(diag(H)). */
+  activationMeans?: ReadonlyMap<string, Float64Array>;
+  /**
+   * awq: values (by name) a caller holds computed copies of (layer-by-layer calibration): a fold
+   * of 1/s may change a layer group's own input, never these on the way to it.
+   */
+  awqFixed?: (name: string) => boolean;
+  /** Quantize only these weights (initializer names); the others are left as they are. */
+  only?: ReadonlySet<string>;
   /** gptq: how block scales are chosen from the updated weights; default 'mse'. */
   scaleSearch?: QuantMethod;
   /** gptq: dampening, act-order, lazy batch size. */
@@ -95,8 +122,21 @@ export interface WeightQuantOptions {
   doubleQuant?: boolean;
   /** Worker threads; 0 runs in this thread; default: one per core (src/quant/pool.ts) for jobs over 1M weights. */
   workers?: number;
-  /** Weights per quantization task at most (larger weights are cut into parts); default: by thread count, at most 16M. */
+  /** Weights per quantization task at most (larger weights are cut into parts); default: by thread count and `maxInFlightBytes`, at most 16M. */
   maxPartWeights?: number;
+  /**
+   * Bytes the parts being quantized may hold at once, all threads together (default 160 MiB):
+   * parts are cut smaller as threads are added, and threads are capped where even parts of 256K
+   * weights would not fit, so peak memory does not grow with the core count.
+   */
+  maxInFlightBytes?: number;
+  /**
+   * Quantized weights bound for external data (weights that were external) are written to a
+   * temporary file as they are made (src/quant/spill.ts; removed when the process exits) instead
+   * of being held in memory until the model is written: `false` keeps them in memory, a string
+   * names the folder for the file (default: the system's temporary folder).
+   */
+  spill?: boolean | string;
   mseGrid?: number;
   mseMinShrink?: number;
 }
@@ -121,6 +161,8 @@ export interface LayerQuantReport {
   rtnRmse?: number;
   /** The method applied: rtn, mse or gptq (a Gather table under gptq gets the scale search). */
   method: WeightQuantMethod;
+  /** With awq: the group's alpha, where 1/s went, and the input the group shares (method: what quantized the scaled weights). */
+  awq?: { alpha: number; fold: string; activation: string };
   /** With calibration data: ||X W - X W_q||_F^2 / ||X W||_F^2 over the calibration inputs X. */
   outputError?: number;
   /** gptq: the same figure for rounding to nearest with the same scale search. */
@@ -133,6 +175,8 @@ export interface LayerQuantReport {
 export interface WeightQuantPass extends Pass {
   /** Per-layer report of the last run. */
   readonly layers: LayerQuantReport[];
+  /** awq: per group (layers sharing one input) of the last run. */
+  readonly awqGroups: AwqGroupReport[];
 }
 
 const MS_DOMAIN = 'com.microsoft';
@@ -141,6 +185,27 @@ const AUTO_WORKERS_MIN_ELEMENTS = 1 << 20;
 const MAX_PART_WEIGHTS = 1 << 24;
 /** ... and at least, when cutting for balance across threads. */
 const MIN_PART_WEIGHTS = 1 << 20;
+/**
+ * Memory of the parts in flight, all threads together, by default: each part's source bytes, the
+ * quantizer's float32 copy (the SIMD kernels' memory, which keeps its largest size per thread),
+ * codes, scales and packed layouts. Measured on the quant-speed bench's 0.95B model (fp32, block
+ * 32): about 10 bytes per weight in flight.
+ */
+export const DEFAULT_IN_FLIGHT_BYTES = 160 << 20;
+const IN_FLIGHT_BYTES_PER_WEIGHT = 10;
+/** Quantized tensors bound for external data from this size on are spilled to a temporary file. */
+const SPILL_MIN_BYTES = 1 << 16;
+/**
+ * ArrayBuffers the worker threads may leave for the collector, all threads together: each thread
+ * collects after a task once it holds more than its share (at least 24 MiB; src/quant/worker.ts).
+ */
+const DEAD_BUFFER_BYTES = 256 << 20;
+/** Parts are never cut below this to fit the budget; threads are dropped instead. */
+const MIN_MEMORY_PART_WEIGHTS = 1 << 18;
+/** A quantization worker thread's own memory (its V8 isolate, modules and kernels), measured: about 15 MiB. */
+const WORKER_THREAD_BYTES = 16 << 20;
+/** Threads' own memory at most, by default (16 threads): with the parts in flight, under 1 GiB whatever the core count. */
+export const DEFAULT_THREAD_BYTES = 256 << 20;
 
 type ConsumerKind = 'matmul' | 'gemm' | 'gather';
 
@@ -179,13 +244,16 @@ export function matchesPattern(name: string, pattern: string): boolean {
 
 export function weightQuantization(options: WeightQuantOptions): WeightQuantPass {
   const layers: LayerQuantReport[] = [];
+  const awqGroups: AwqGroupReport[] = [];
   return {
     name: 'weight-quant',
     description: `blocked ${options.mode} weight quantization of MatMul/Gemm${options.gather ? '/Gather' : ''} weights`,
     layers,
+    awqGroups,
     run(model: Model, ctx: PassContext): PassResult {
       layers.length = 0;
-      return quantizeWeights(model, options, ctx, layers);
+      awqGroups.length = 0;
+      return quantizeWeights(model, options, ctx, layers, awqGroups);
     },
   };
 }
@@ -195,10 +263,11 @@ function validateOptions(o: WeightQuantOptions): void {
   const method = o.method ?? 'mse';
   if (!(WEIGHT_QUANT_METHODS as readonly string[]).includes(method)) {
     throw new PeftcError(
-      `quantization method '${method}' is not implemented: rtn and mse need no data; gptq is the data-aware method available (give calibration data with --calib)`,
+      `quantization method '${method}' is unknown: rtn and mse need no data, gptq needs calibration Hessians; AWQ is the 'awq' option, applied before any of them`,
     );
   }
   if (method === 'gptq' && !o.hessians) throw new PeftcError('quantization method gptq needs calibration data (--calib DATA)');
+  if (o.awq && !o.hessians) throw new PeftcError('awq needs calibration data (--calib DATA)');
   const search = o.scaleSearch ?? 'mse';
   if (search !== 'rtn' && search !== 'mse') throw new PeftcError(`scale search '${search}' is unknown (rtn, mse)`);
   const bs = o.blockSize ?? 32;
@@ -260,6 +329,7 @@ function planJobs(model: Model, options: WeightQuantOptions, log: (m: string) =>
     } else continue;
     const tensor = weight?.initializer;
     if (!weight || !tensor || weight.isGraphInput) continue;
+    if (options.only && !options.only.has(weight.name)) continue;
     if (tensor.dtype !== DataType.FLOAT && tensor.dtype !== DataType.FLOAT16) continue;
     if (tensor.dims.length !== 2 || tensor.dims[0] === 0 || tensor.dims[1] === 0) continue;
     if (excluded(node, weight)) {
@@ -352,7 +422,7 @@ export interface CalibrationTarget {
 
 /** The inputs A of every MatMul/Gemm whose weight the pass would quantize with these options. */
 export function calibrationTargets(model: Model, options: WeightQuantOptions): CalibrationTarget[] {
-  const { jobs } = planJobs(model, { ...options, method: options.method === 'gptq' ? 'rtn' : options.method }, () => {});
+  const { jobs } = planJobs(model, { ...options, method: 'rtn', awq: false }, () => {});
   const out = new Map<string, CalibrationTarget>();
   for (const job of jobs.values()) {
     for (const c of job.consumers) {
@@ -366,7 +436,97 @@ export function calibrationTargets(model: Model, options: WeightQuantOptions): C
   return [...out.values()];
 }
 
-function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassContext, layers: LayerQuantReport[]): PassResult {
+/** The quantizer's settings for a weight tensor (block scales chosen by `search`). */
+function quantConfigFor(options: WeightQuantOptions, t: Tensor, search: QuantMethod): QuantConfig {
+  const want = options.scaleDtype ?? 'auto';
+  return {
+    format: options.mode === 'nf4' ? 'nf4' : 'int',
+    bits: options.mode === 'int8' ? 8 : 4,
+    blockSize: options.blockSize ?? 32,
+    symmetric: options.mode === 'nf4' ? true : (options.symmetric ?? false),
+    method: search,
+    scaleDtype: want === 'auto' ? (t.dtype === DataType.FLOAT16 ? 'float16' : 'float32') : want,
+    mseGrid: options.mseGrid ?? DEFAULT_MSE_GRID,
+    mseMinShrink: options.mseMinShrink ?? DEFAULT_MSE_MIN_SHRINK,
+    doubleQuant: options.doubleQuant ?? true,
+  };
+}
+
+/**
+ * AWQ before quantization (src/quant/awq.ts): for every group of weights that read one input with
+ * a calibration Hessian, searches the per-channel scales, scales the weights and folds 1/s into
+ * the op before (or inserts a Mul). Groups go from the last input to the first, so a fold into an
+ * earlier layer's weights (down_proj's scales into up_proj) lands before that layer's own search
+ * reads them. Returns the Hessians as the scaled layers now see their inputs.
+ */
+function runAwq(model: Model, options: WeightQuantOptions, ctx: PassContext, reports: AwqGroupReport[], byWeight: Map<string, AwqGroupReport>): Map<string, Float64Array> {
+  const hessians = new Map(options.hessians!);
+  // The search scores the quantizer the weights will get: rtn or the mse search (GPTQ: its block scale search).
+  const search: QuantMethod = options.method === 'rtn' ? 'rtn' : options.method === 'gptq' ? (options.scaleSearch ?? 'mse') : 'mse';
+  const awqOptions: Partial<AwqOptions> = typeof options.awq === 'object' ? options.awq : {};
+  const done = new Set<Value>();
+  const graph = model.graph;
+  for (;;) {
+    // Re-planned after every group: a fold may have given a weight a new value.
+    const { jobs } = planJobs(model, { ...options, method: 'rtn' }, () => {});
+    const position = new Map(graph.nodes.map((n, i) => [n, i]));
+    const groups = new Map<Value, AwqGroup>();
+    for (const job of jobs.values()) {
+      const matrix = job.consumers.filter((c) => c.kind !== 'gather');
+      const inputs = new Set(matrix.map((c) => c.node.inputs[0]!));
+      // A weight read by a Gather too, or by layers with different inputs, cannot be scaled for one input.
+      if (!matrix.length || matrix.length !== job.consumers.length || inputs.size !== 1) continue;
+      const x = [...inputs][0]!;
+      if (done.has(x) || !hessians.has(x.name)) continue;
+      let g = groups.get(x);
+      if (!g) groups.set(x, (g = { activation: x, k: job.cols, weights: [] }));
+      g.weights.push({ weight: job.weight, rows: job.rows, cols: job.cols, transpose: job.transpose, multiplier: job.multiplier, consumers: matrix.map((c) => c.node) });
+    }
+    if (!groups.size) break;
+    const pos = (v: Value) => (v.producer ? position.get(v.producer)! : -1);
+    const group = [...groups.values()].reduce((a, b) => (pos(b.activation) > pos(a.activation) ? b : a));
+    done.add(group.activation);
+    const k = group.k;
+    const h = hessians.get(group.activation.name)!;
+    if (h.length !== k * k) throw new PeftcError(`calibration Hessian of '${group.activation.name}' is ${h.length} values, expected ${k} x ${k}`);
+    const means = options.activationMeans?.get(group.activation.name);
+    const magnitude = means ?? hessianMagnitude(h, k);
+    const t0 = performance.now();
+    const weights = group.weights.map((w) => ({ values: groupWeightRows(w), rows: w.rows }));
+    const result = awqSearch(weights, k, h, magnitude, quantConfigFor(options, group.weights[0]!.weight.initializer!, search), awqOptions);
+    const applied = applyAwqScales(graph, group, result.scales, options.awqFixed ? (v) => options.awqFixed!(v.name) : undefined);
+    const scaled = scaleHessian(h, k, applied.inverse);
+    hessians.set(group.activation.name, scaled);
+    if (applied.input !== group.activation) {
+      hessians.set(applied.input.name, scaled);
+      done.add(applied.input);
+    }
+    const report: AwqGroupReport = {
+      activation: group.activation.name,
+      input: applied.input.name,
+      weights: group.weights.map((w) => w.weight.name),
+      alpha: result.alpha,
+      loss: result.loss,
+      plainLoss: result.plainLoss,
+      fold: applied.fold,
+      inverse: applied.inverse,
+      activationChanged: applied.activationChanged,
+    };
+    reports.push(report);
+    for (const w of report.weights) byWeight.set(w, report);
+    ctx.log(
+      `weight-quant: awq ${report.weights.join(', ')} (input '${report.activation}', ${means ? 'mean |x|' : 'rms'}): alpha ${result.alpha.toFixed(2)}, output error ${result.loss.toExponential(3)} vs ${result.plainLoss.toExponential(3)} unscaled; 1/s into ${applied.fold} (${(performance.now() - t0).toFixed(0)} ms)`,
+    );
+  }
+  return hessians;
+}
+
+function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassContext, layers: LayerQuantReport[], awqGroups: AwqGroupReport[]): PassResult {
+  const awqByWeight = new Map<string, AwqGroupReport>();
+  if (options.awq) {
+    validateOptions(options);
+    options = { ...options, hessians: runAwq(model, options, ctx, awqGroups, awqByWeight) };
+  }
   const { jobs, excludedCount, skipped: planSkipped } = planJobs(model, options, (m) => ctx.log(m));
   let skipped = planSkipped;
   const skip = (why: string) => {
@@ -374,14 +534,8 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
     ctx.log(`weight-quant: ${why}`);
   };
   const graph = model.graph;
-  const format = options.format ?? 'matmulnbits';
-  const mode = options.mode;
   const blockSize = options.blockSize ?? 32;
   const method = options.method ?? 'mse';
-  const scaleDtypeOf = (t: Tensor): ScaleDtype => {
-    const want = options.scaleDtype ?? 'auto';
-    return want === 'auto' ? (t.dtype === DataType.FLOAT16 ? 'float16' : 'float32') : want;
-  };
   // Calibration Hessians per weight: the sum over the distinct inputs of its matrix consumers.
   // Tasks get them in shared memory (several weights may read one; none is copied per task).
   const sharedCopies = new Map<Float64Array, Float64Array>();
@@ -423,17 +577,7 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
     }
   }
 
-  const config = (t: Tensor): QuantConfig => ({
-    format: mode === 'nf4' ? 'nf4' : 'int',
-    bits: mode === 'int8' ? 8 : 4,
-    blockSize,
-    symmetric: mode === 'nf4' ? true : (options.symmetric ?? false),
-    method: method === 'gptq' ? (options.scaleSearch ?? 'mse') : method,
-    scaleDtype: scaleDtypeOf(t),
-    mseGrid: options.mseGrid ?? DEFAULT_MSE_GRID,
-    mseMinShrink: options.mseMinShrink ?? DEFAULT_MSE_MIN_SHRINK,
-    doubleQuant: options.doubleQuant ?? true,
-  });
+  const config = (t: Tensor): QuantConfig => quantConfigFor(options, t, method === 'gptq' ? (options.scaleSearch ?? 'mse') : method);
 
   // A table that a Gather also reads (a tied embedding with --quant-embeddings) is one set of
   // codes for both uses; GPTQ would fit it to the matrix use's inputs, which the Gather never sees,
@@ -463,9 +607,29 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
       workers = cap;
     }
   }
-  // Parts small enough to spread the work over the threads (a few per thread), never over 16M weights.
+  // Memory: the parts in flight (one per thread) share a budget, so memory does not grow with the
+  // thread count; where even small parts would not fit, fewer threads.
+  const inFlight = options.maxInFlightBytes ?? DEFAULT_IN_FLIGHT_BYTES;
+  if (workers > 1 && options.workers === undefined) {
+    const cap = Math.max(1, Math.floor(DEFAULT_THREAD_BYTES / WORKER_THREAD_BYTES));
+    if (cap < workers) {
+      ctx.log(`weight-quant: ${workers} cores; ${cap} worker threads (each thread takes about ${WORKER_THREAD_BYTES >> 20} MiB of its own)`);
+      workers = cap;
+    }
+  }
+  if (workers > 1 && options.maxPartWeights === undefined) {
+    const cap = Math.max(1, Math.floor(inFlight / (MIN_MEMORY_PART_WEIGHTS * IN_FLIGHT_BYTES_PER_WEIGHT)));
+    if (cap < workers) {
+      ctx.log(`weight-quant: ${workers} threads would hold more than ${(inFlight / 2 ** 20).toFixed(0)} MiB of weights in flight: ${cap} worker thread(s)`);
+      workers = cap;
+    }
+  }
+  const memoryPart = Math.max(MIN_MEMORY_PART_WEIGHTS, Math.floor(inFlight / (Math.max(1, workers) * IN_FLIGHT_BYTES_PER_WEIGHT)));
+  // Parts small enough to spread the work over the threads (a few per thread) and to fit the
+  // memory budget, never over 16M weights.
   const maxPart =
-    options.maxPartWeights ?? (workers > 0 ? Math.min(MAX_PART_WEIGHTS, Math.max(MIN_PART_WEIGHTS, Math.ceil(totalElements / (workers * 3)))) : MAX_PART_WEIGHTS);
+    options.maxPartWeights ??
+    (workers > 0 ? Math.min(MAX_PART_WEIGHTS, memoryPart, Math.max(MIN_PART_WEIGHTS, Math.ceil(totalElements / (workers * 3)))) : Math.min(MAX_PART_WEIGHTS, memoryPart));
   const plans = jobList.map((job) => {
     const nf4RowsCut = job.layouts.includes('nf4') && !job.transpose;
     // With a Hessian the reduction axis stays whole (GPTQ and the output error couple all of K);
@@ -503,6 +667,7 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
           layouts: job.layouts,
           ...(job.hessian ? { hessian: job.hessian } : {}),
           ...(gptqJob(job) ? { gptq: options.gptq ?? {} } : {}),
+          ...(workers > 0 ? { collectAboveBytes: Math.max(24 << 20, Math.floor(DEAD_BUFFER_BYTES / workers)) } : {}),
         };
       }
     }
@@ -531,8 +696,10 @@ function quantizeWeights(model: Model, options: WeightQuantOptions, ctx: PassCon
       cut,
       first.bits,
     );
+    const group = awqByWeight.get(job.weight.name);
     const applied: WeightQuantMethod = method === 'gptq' && !gptqJob(job) ? (options.scaleSearch ?? 'mse') : method;
     const report = emitter.emit(job, q, layouts, results.reduce((a, r) => a + r.ms, 0), applied);
+    if (group) report.awq = { alpha: group.alpha, fold: group.fold, activation: group.activation };
     quantized++;
     layers.push(report);
     const rtn = report.rtnRmse !== undefined ? ` (rtn rmse ${report.rtnRmse.toExponential(3)})` : '';
@@ -618,6 +785,7 @@ class Emitter {
   ) {}
 
   finish(): void {
+    this.spill?.close();
     if (this.usesMsDomain && this.model.opsetVersion(MS_DOMAIN) === undefined) this.model.opsetImports.push({ domain: MS_DOMAIN, version: 1 });
     // int4/uint4 tensors exist from IR version 10 on; later IR versions read earlier models as is.
     if (this.usesInt4 && this.model.irVersion < 10) {
@@ -699,10 +867,19 @@ class Emitter {
 
   private newBytes = 0;
 
+  private spill: SpillFile | undefined;
+
   private initializer(base: string, dtype: DataType, dims: number[], bytes: Uint8Array, external: boolean): Value {
     const name = this.graph.uniqueName(base);
     if (dtype === DataType.INT4 || dtype === DataType.UINT4) this.usesInt4 = true;
-    const t = external ? Tensor.deferred(name, dtype, dims, () => bytes, true) : Tensor.fromBytes(name, dtype, dims, bytes);
+    // Weights bound for external data (a large model) go to a temporary file as they are made, so
+    // the quantized model does not accumulate in memory before it is written.
+    const spill = external && this.options.spill !== false && bytes.byteLength >= SPILL_MIN_BYTES;
+    const t = spill
+      ? (this.spill ??= new SpillFile(typeof this.options.spill === 'string' ? this.options.spill : undefined)).tensor(name, dtype, dims, bytes)
+      : external
+        ? Tensor.deferred(name, dtype, dims, () => bytes, true)
+        : Tensor.fromBytes(name, dtype, dims, bytes);
     this.newBytes += t.byteLength;
     return this.graph.addInitializer(t);
   }

@@ -15,6 +15,9 @@ import { loadAdapter, type Adapter } from './peft/adapter.js';
 import { opsetUpgrade } from '../passes/opset-upgrade.js';
 import { calibrationTargets, weightQuantization, type LayerQuantReport, type WeightQuantFormat, type WeightQuantOptions } from '../passes/weight-quant.js';
 import { captureHessians, matchCalibrationData, readCalibrationArrays, type CalibrationArrays } from './quant/calibration.js';
+import { quantizeLayerwise } from './quant/layerwise.js';
+import type { GptqOptions } from './quant/gptq.js';
+import { totalmem } from 'node:os';
 import type { Model } from './ir/model.js';
 import { getTarget } from '../targets/index.js';
 import { fixShapes } from '../passes/fix-shapes.js';
@@ -33,13 +36,43 @@ export const QUANT_MODES = ['none', 'fp16', 'bf16', 'int8', 'int8-weight', 'int4
 export type QuantMode = (typeof QUANT_MODES)[number];
 /** Weight-only modes (passes/weight-quant.ts) and the pass mode each maps to. */
 const WEIGHT_QUANT_MODES: Partial<Record<QuantMode, 'int4' | 'int8' | 'nf4'>> = { int4: 'int4', 'int8-weight': 'int8', nf4: 'nf4' };
-export const QUANT_METHODS = ['rtn', 'mse', 'awq', 'gptq'] as const;
+/**
+ * Weight-only methods: awq scales input channels by activation-aware factors searched on the
+ * calibration data (src/quant/awq.ts), then quantizes with the mse scale search; awq+gptq quantizes
+ * the scaled weights with GPTQ.
+ */
+export const QUANT_METHODS = ['rtn', 'mse', 'gptq', 'awq', 'awq+gptq'] as const;
+export type QuantMethodName = (typeof QUANT_METHODS)[number];
+/** Methods that need --calib. */
+const DATA_METHODS: ReadonlySet<QuantMethodName> = new Set(['gptq', 'awq', 'awq+gptq']);
+/**
+ * Default memory for the calibration Hessians held at once (--hessian-memory): a quarter of the
+ * machine's memory, leaving the rest to onnxruntime's activations, the model and the writer.
+ */
+export function defaultHessianMemory(): number {
+  return Math.floor(totalmem() / 4);
+}
 export const QUANT_FORMATS = ['matmulnbits', 'qdq', 'qoperator'] as const;
 
 /** Weight-only quantization settings (--quant int4|int8-weight|nf4). */
 export interface WeightQuantSettings {
-  /** Default 'mse', or 'gptq' when calibration data is given; 'awq' is refused (not implemented). */
-  method?: (typeof QUANT_METHODS)[number];
+  /** Default 'mse', or 'gptq' when calibration data is given; gptq, awq and awq+gptq need it. */
+  method?: QuantMethodName;
+  /**
+   * With calibration data: capture each layer input's Hessian and quantize the layers reading it
+   * before capturing the next (src/quant/layerwise.ts), so the layers after see the quantized ones'
+   * outputs and only one layer input's Hessian is held at once. Default: only when all the
+   * Hessians together would exceed `hessianMemory`.
+   */
+  layerwise?: boolean;
+  /**
+   * Bytes the calibration Hessians may hold at once (--hessian-memory, in MiB on the command line).
+   * Default: a quarter of the machine's memory. Over it, calibration goes layer by layer; a single
+   * layer input's Hessian over it is refused.
+   */
+  hessianMemory?: number;
+  /** GPTQ settings (act-order, dampening, lazy batch); library and benches only, no CLI flag. */
+  gptq?: Partial<GptqOptions>;
   blockSize?: number;
   symmetric?: boolean;
   /** Default by target: matmulnbits for cpu/cuda, qdq (standard ops) for xla. */
@@ -112,7 +145,20 @@ export interface CompileResult {
   /** Per-layer weight quantization error, when weights were quantized. */
   quantization?: LayerQuantReport[];
   /** The calibration run, when --calib was given. */
-  calibration?: { path: string; runs: number; samples: number; activations: number; hessianBytes: number; sessionRuns: number; ms: number };
+  calibration?: {
+    path: string;
+    runs: number;
+    samples: number;
+    activations: number;
+    /** All the layer inputs' Hessians together (what capturing all at once holds). */
+    hessianBytes: number;
+    /** 'all': every Hessian captured in one pass, then quantized; 'layerwise': one layer input at a time. */
+    mode: 'all' | 'layerwise';
+    /** The most Hessian bytes held at once. */
+    peakHessianBytes: number;
+    sessionRuns: number;
+    ms: number;
+  };
   /** fp16/bf16 conversion: what was lowered, kept (and why), Casts, clamped weights. */
   precision?: PrecisionReport;
   /** Activations whose observed range overflows float16, kept in float32. */
@@ -148,7 +194,7 @@ interface Prepared {
   options: CompileOptions;
   output: string;
   weightMode: 'int4' | 'int8' | 'nf4' | undefined;
-  method: (typeof QUANT_METHODS)[number];
+  method: QuantMethodName;
   calib: CalibrationArrays | undefined;
   model: Model;
   before: ModelSummary;
@@ -170,14 +216,16 @@ function prepare(input: string, options: CompileOptions): Prepared {
   const weightMode = WEIGHT_QUANT_MODES[options.quant];
   const wq = options.weightQuant ?? {};
   const method = wq.method ?? (options.calib ? 'gptq' : 'mse');
-  if (method === 'awq') {
-    throw new PeftcError('--quant-method awq is not implemented; gptq is the data-aware method available (--quant-method gptq --calib DATA), or use mse (the default without data) or rtn');
-  }
+  if (!(QUANT_METHODS as readonly string[]).includes(method)) throw new PeftcError(`--quant-method ${method} is unknown (${QUANT_METHODS.join(', ')})`);
   const int8 = options.quant === 'int8' || options.quant === 'int8-dynamic';
   if (options.calib && !weightMode && !lowPrecision(options) && !int8) {
     throw new PeftcError(`--calib is used by weight-only quantization (--quant int4, int8-weight or nf4) and by float16 conversion (--target cuda --quant fp16); --quant ${options.quant} on ${options.target} takes no calibration data`);
   }
-  if (method === 'gptq' && !options.calib) throw new PeftcError('--quant-method gptq needs calibration data: give --calib DATA (.npy for a single-input model, .npz keyed by input name)');
+  if (DATA_METHODS.has(method) && !options.calib) throw new PeftcError(`--quant-method ${method} needs calibration data: give --calib DATA (.npy for a single-input model, .npz keyed by input name)`);
+  if ((wq.layerwise || wq.hessianMemory !== undefined) && !(weightMode && options.calib)) {
+    throw new PeftcError(`--${wq.layerwise ? 'layerwise' : 'hessian-memory'} applies to weight-only quantization with calibration data (--quant int4|int8-weight|nf4 --calib DATA)`);
+  }
+  if (wq.hessianMemory !== undefined && !(Number.isFinite(wq.hessianMemory) && wq.hessianMemory > 0)) throw new PeftcError(`--hessian-memory takes a positive size in MiB (got ${wq.hessianMemory / 2 ** 20})`);
   const output = target.writesFolder ? resolveOutputFolder(options.output) : resolveOutputPath(input, options.output);
   if (options.fuse?.length) {
     if (target.name !== 'cpu' && target.name !== 'cuda') throw new PeftcError(`--fuse: --target ${target.name} runs no onnxruntime fusions (its runtime fuses on its own)`);
@@ -231,7 +279,9 @@ function weightQuantOptions(p: Prepared): WeightQuantOptions {
   const wq = p.options.weightQuant ?? {};
   return {
     mode: p.weightMode!,
-    method: p.method === 'awq' ? 'mse' : p.method,
+    // awq: the scaled weights get the mse scale search; awq+gptq: GPTQ.
+    method: p.method === 'awq' ? 'mse' : p.method === 'awq+gptq' ? 'gptq' : p.method,
+    ...(p.method === 'awq' || p.method === 'awq+gptq' ? { awq: true } : {}),
     blockSize: wq.blockSize,
     symmetric: wq.symmetric,
     format: wq.format ?? getTarget(p.options.target).weightFormat,
@@ -239,6 +289,7 @@ function weightQuantOptions(p: Prepared): WeightQuantOptions {
     ...(wq.scaleDtype !== undefined ? { scaleDtype: wq.scaleDtype } : {}),
     ...(wq.embeddings !== undefined ? { gather: wq.embeddings } : {}),
     ...(wq.accuracyLevel !== undefined ? { accuracyLevel: wq.accuracyLevel } : {}),
+    ...(wq.gptq !== undefined ? { gptq: wq.gptq } : {}),
     ...(p.options.workers !== undefined ? { workers: p.options.workers } : {}),
   };
 }
@@ -269,10 +320,16 @@ function quantizeAndLower(p: Prepared, hessians: Map<string, Float64Array> | und
     passes.push(...runPipeline(model, [pass], { check: options.check, log: options.log, onReport: options.onReport }));
     quantization = pass.layers;
   }
+  return { quantization, ...lowerAfterQuant(p, overflowing) };
+}
+
+/** The target's passes after weight quantization; the precision pass's report if one ran. */
+function lowerAfterQuant(p: Prepared, overflowing: ReadonlySet<string> | undefined) {
+  const { model, options, passes } = p;
   const after = getTarget(options.target).afterQuant(loweringOptions(options, overflowing));
   passes.push(...runPipeline(model, after, { check: options.check, log: options.log, onReport: options.onReport }));
   const precision = after.map((x) => (x as { report?: PrecisionReport }).report).find((r) => r !== undefined);
-  return { quantization, precision };
+  return { precision };
 }
 
 function finish(
@@ -363,22 +420,58 @@ export async function compileModelAsync(input: string, options: CompileOptions):
   }
   const data = matchCalibrationData(p.calib, p.model);
   for (const note of data.notes) options.log?.(`calibration: ${note}`);
-  const targets = calibrationTargets(p.model, weightQuantOptions(p));
-  // Every Hessian stays in memory until the weights are quantized: say how much that is.
+  const wqOptions = weightQuantOptions(p);
+  const targets = calibrationTargets(p.model, wqOptions);
   const hessianBytes = targets.reduce((a, t) => a + t.k * t.k * 8, 0);
+  const wq = options.weightQuant ?? {};
+  const limit = wq.hessianMemory ?? defaultHessianMemory();
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  const layerwise = wq.layerwise === true || hessianBytes > limit;
   options.log?.(
-    `calibration: ${data.samples} sample(s) in ${data.runs} run(s) from ${data.path}; ${targets.length} layer input(s) to capture, ${(hessianBytes / 2 ** 20).toFixed(1)} MiB of Hessians`,
+    `calibration: ${data.samples} sample(s) in ${data.runs} run(s) from ${data.path}; ${targets.length} layer input(s) to capture, ${mib(hessianBytes)} of Hessians` +
+      (layerwise ? `; layer by layer (${wq.layerwise ? '--layerwise' : `over the ${mib(limit)} of --hessian-memory`})` : ''),
   );
-  const captured = await captureHessians(p.model, targets, data, { log: options.log });
-  const overflow = float16 ? await observeOverflow(p) : undefined;
-  const overflowing = overflow ? new Set(overflow.values.map((v) => v.name)) : undefined;
-  return finish(p, quantizeAndLower(p, captured.hessians, overflowing), {
+  const awq = wqOptions.awq === true;
+  const calibrationReport = (sessionRuns: number, ms: number, mode: 'all' | 'layerwise', peakHessianBytes: number): CompileResult['calibration'] => ({
     path: data.path,
     runs: data.runs,
     samples: data.samples,
     activations: targets.length,
     hessianBytes,
-    sessionRuns: captured.sessionRuns,
-    ms: captured.ms,
-  }, overflow);
+    mode,
+    peakHessianBytes,
+    sessionRuns,
+    ms,
+  });
+  if (!layerwise) {
+    // Every Hessian stays in memory until the weights are quantized (they fit in the limit).
+    const captured = await captureHessians(p.model, targets, data, { log: options.log });
+    if (awq) {
+      // AWQ divides activations by its scales (folded into their producers): float16 ranges are
+      // observed on the model as quantized, which is the one converted.
+      const pass = weightQuantization({ ...wqOptions, hessians: captured.hessians });
+      p.passes.push(...runPipeline(p.model, [pass], { check: options.check, log: options.log, onReport: options.onReport }));
+      const overflow = float16 ? await observeOverflow(p) : undefined;
+      const overflowing = overflow ? new Set(overflow.values.map((v) => v.name)) : undefined;
+      return finish(p, { quantization: pass.layers, ...lowerAfterQuant(p, overflowing) }, calibrationReport(captured.sessionRuns, captured.ms, 'all', hessianBytes), overflow);
+    }
+    const overflow = float16 ? await observeOverflow(p) : undefined;
+    const overflowing = overflow ? new Set(overflow.values.map((v) => v.name)) : undefined;
+    return finish(p, quantizeAndLower(p, captured.hessians, overflowing), calibrationReport(captured.sessionRuns, captured.ms, 'all', hessianBytes), overflow);
+  }
+  // Layer by layer: the model is quantized in place as it is calibrated (src/quant/layerwise.ts).
+  // Activation ranges for float16 are observed before (as above), or after with AWQ (its folds
+  // change activations).
+  const before = float16 && !awq ? await observeOverflow(p) : undefined;
+  const r = await quantizeLayerwise(p.model, data, {
+    ...wqOptions,
+    maxHessianBytes: limit,
+    ...(options.log ? { log: options.log } : {}),
+    ...(options.check ? { check: true } : {}),
+  });
+  p.passes.push(r.report);
+  options.onReport?.(r.report);
+  const overflow = float16 && awq ? await observeOverflow(p) : before;
+  const overflowing = overflow ? new Set(overflow.values.map((v) => v.name)) : undefined;
+  return finish(p, { quantization: r.layers, ...lowerAfterQuant(p, overflowing) }, calibrationReport(r.sessionRuns, r.calibrationMs, 'layerwise', r.peakHessianBytes), overflow);
 }

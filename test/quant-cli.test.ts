@@ -141,7 +141,10 @@ describe('peftc compile --quant (CLI)', () => {
   it('refuses what it cannot do, exit code 2, nothing written', () => {
     const out = join(tmp, 'refused.onnx');
     const cases: Array<[string[], RegExp]> = [
-      [['--quant', 'int4', '--quant-method', 'awq'], /awq is not implemented; gptq is the data-aware method available/],
+      [['--quant', 'int4', '--quant-method', 'awq'], /--quant-method awq needs calibration data: give --calib DATA/],
+      [['--quant', 'int4', '--quant-method', 'awq+gptq'], /--quant-method awq\+gptq needs calibration data/],
+      [['--quant', 'int4', '--layerwise'], /--layerwise applies to weight-only quantization with calibration data/],
+      [['--quant', 'none', '--hessian-memory', '64'], /--hessian-memory apply to weight-only quantization/],
       [['--quant', 'int4', '--quant-method', 'gptq'], /gptq needs calibration data: give --calib DATA/],
       [['--quant', 'int4', '--block-size', '48'], /block size 48/],
       [['--quant', 'int4', '--symmetric', '--asymmetric'], /contradict/],
@@ -210,6 +213,68 @@ describe('peftc compile --calib (CLI)', () => {
     expect(errors.gptq!).toBeLessThan(errors.rtn!);
   });
 
+  it('llama: awq and awq+gptq fold scales into the norms (or a Mul); layer by layer with --layerwise or over --hessian-memory; all closer to the exporter than rtn', async () => {
+    const model = join(ZOO, 'llama-static', 'model.onnx');
+    const ids = join(tmp, 'llama-ids-awq.npy');
+    writeNpy(ids, { descr: '<i8', dims: [2, 16], data: zooIds('llama-static') });
+    const run = (label: string, ...args: string[]) => {
+      const out = join(tmp, `llama-${label}.onnx`);
+      const r = peftc('compile', model, '--quant', 'int4', '--calib', ids, ...args, '-o', out, '--json');
+      expect(r.status, r.stderr).toBe(0);
+      return { out, json: JSON.parse(r.stdout), stderr: r.stderr };
+    };
+    const rtn = run('rtn', '--quant-method', 'rtn');
+    const all = rtn.json.calibration.hessianBytes as number;
+    expect(rtn.json.calibration).toMatchObject({ mode: 'all', peakHessianBytes: all });
+    const errors: Record<string, number> = { rtn: await outputError(rtn.out, 'llama-static') };
+    for (const [label, method, extra] of [
+      ['awq', 'awq', []],
+      ['awq+gptq', 'awq+gptq', []],
+      // With embeddings: the Gather tables have no layer input and are quantized after the layers.
+      ['gptq layerwise', 'gptq', ['--layerwise', '--quant-embeddings']],
+      // Half of all the Hessians: each layer input's fits, so calibration goes layer by layer by itself.
+      ['awq+gptq capped', 'awq+gptq', ['--hessian-memory', String(all / 2 / 2 ** 20)]],
+    ] as const) {
+      const r = run(label.replace(/[ +]/g, '-'), '--quant-method', method, ...extra);
+      const embeddings = (extra as readonly string[]).includes('--quant-embeddings');
+      const layers = (r.json.quantization as LayerQuantReport[]).filter((l) => !(embeddings && l.form.startsWith('GatherBlockQuantized')));
+      if (embeddings) expect((r.json.quantization as LayerQuantReport[]).filter((l) => l.form.startsWith('GatherBlockQuantized')).map((l) => l.method)).toEqual(['mse']);
+      expect(layers.length).toBe((rtn.json.quantization as LayerQuantReport[]).length);
+      expect(layers.every((l) => l.method === (method === 'awq' ? 'mse' : 'gptq'))).toBe(true);
+      if (method !== 'gptq') {
+        expect(layers.every((l) => l.awq !== undefined && l.awq.alpha >= 0 && l.awq.alpha < 1)).toBe(true);
+        expect(layers.some((l) => /LayerNormalization '.*' scale/.test(l.awq!.fold))).toBe(true);
+      }
+      const layerwise = extra.length > 0;
+      expect(r.json.calibration.mode).toBe(layerwise ? 'layerwise' : 'all');
+      if (layerwise) {
+        expect(r.stderr).toMatch(extra[0] === '--layerwise' ? /layer by layer \(--layerwise\)/ : /layer by layer \(over the .* MiB of --hessian-memory\)/);
+        expect(r.json.calibration.peakHessianBytes).toBeLessThanOrEqual(all / 2);
+        expect(r.json.passes.some((p: { pass: string }) => p.pass === 'weight-quant (layer by layer)')).toBe(true);
+      }
+      errors[label] = await outputError(r.out, 'llama-static');
+    }
+    console.log(`llama-static int4 calibrated on its test inputs, output relative error: ${Object.entries(errors).map(([k, v]) => `${k} ${v.toExponential(3)}`).join(', ')}`);
+    for (const [label, e] of Object.entries(errors)) if (label !== 'rtn') expect(e, label).toBeLessThan(errors.rtn!);
+  });
+
+  it('llama --target cuda (fp16 activations): awq and awq+gptq, whole and layer by layer, pass --verify; float16 ranges observed on the AWQ-scaled model', () => {
+    const model = join(ZOO, 'llama-static', 'model.onnx');
+    const ids = join(tmp, 'llama-ids-cuda.npy');
+    writeNpy(ids, { descr: '<i8', dims: [2, 16], data: zooIds('llama-static') });
+    for (const [method, extra] of [['awq', []], ['awq+gptq', ['--layerwise']]] as const) {
+      const out = join(tmp, `llama-cuda-${method}.onnx`);
+      const r = peftc('compile', model, '--target', 'cuda', '--quant', 'int4', '--quant-method', method, ...extra, '--calib', ids, '--verify', '--json', '-o', out);
+      expect(r.status, r.stderr).toBe(0);
+      const json = JSON.parse(r.stdout);
+      expect(json.verify.ok).toBe(true);
+      expect(json.overflow.source).toBe(ids);
+      expect(json.calibration.mode).toBe(extra.length ? 'layerwise' : 'all');
+      // Ranges observed after quantization: the pass lines come before the ranges line.
+      expect(r.stderr.indexOf('ranges:')).toBeGreaterThan(r.stderr.lastIndexOf('weight-quant: awq'));
+    }
+  });
+
   it('bert: .npz keyed by input name, stacked samples', () => {
     const model = join(ZOO, 'bert-static', 'model.onnx');
     const data = join(tmp, 'bert.npz');
@@ -247,7 +312,9 @@ describe('peftc compile --calib (CLI)', () => {
       [llama, ['--quant', 'int4', '--calib', garbage], /garbage\.npz: neither a \.npy array nor a \.npz archive/],
       [llama, ['--quant', 'int4', '--calib', join(tmp, 'absent.npy')], /absent\.npy: cannot read/],
       [llama, ['--quant', 'none', '--calib', good], /--calib is used by weight-only quantization/],
-      [llama, ['--quant', 'int4', '--quant-method', 'awq', '--calib', good], /awq is not implemented; gptq is the data-aware method available/],
+      // A layer input's Hessian over --hessian-memory: refused from the plan, before any calibration run.
+      [llama, ['--quant', 'int4', '--quant-method', 'awq+gptq', '--calib', good, '--hessian-memory', '0.01'], /needs 0\.\d MiB of Hessian \(\d+ x \d+ float64\), over the limit of 0\.0 MiB \(--hessian-memory\)/],
+      [llama, ['--quant', 'int4', '--calib', good, '--hessian-memory', '-1'], /--hessian-memory takes a positive size in MiB/],
     ];
     const out = join(tmp, 'calib-refused.onnx');
     const report = join(tmp, 'calib-refused.json');

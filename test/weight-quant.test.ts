@@ -406,7 +406,7 @@ describe('the weight-quant pass', () => {
   it('refuses what it cannot do, with a clear message', () => {
     expect(() => runPipeline(twoLayer({ opset: 17 }), [weightQuantization({ mode: 'int4', format: 'qdq' })])).toThrow(/opset 21.*opset 17.*--quant-format matmulnbits/);
     expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', blockSize: 48 })])).toThrow(/block size 48.*power of two from 16 to 256/);
-    expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', method: 'awq' as never })])).toThrow(/'awq' is not implemented.*gptq is the data-aware method available/);
+    expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', method: 'awq' as never })])).toThrow(/method 'awq' is unknown.*AWQ is the 'awq' option/);
     expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', method: 'gptq' })])).toThrow(/gptq needs calibration data/);
     expect(() => runPipeline(twoLayer(), [weightQuantization({ mode: 'int4', scaleDtype: 'float16' })])).toThrow(/float16 scales need --quant-format qdq/);
   });

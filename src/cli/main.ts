@@ -77,9 +77,12 @@ async function main(): Promise<void> {
           .option('quant', { choices: QUANT_MODES, default: 'none' as const, describe: 'quantization mode' })
           .option('quant-method', {
             choices: QUANT_METHODS,
-            describe: 'weight-only (int4, int8-weight, nf4): rtn rounds to nearest; mse searches clipped scales per block (default without --calib); gptq corrects rounding errors against calibration data (default with --calib); awq is not implemented',
+            describe:
+              'weight-only (int4, int8-weight, nf4): rtn rounds to nearest; mse searches clipped scales per block (default without --calib); gptq corrects rounding errors against calibration data (default with --calib); awq scales input channels by activation-aware factors searched on the calibration data (folded into the op before, or a Mul), then mse; awq+gptq: awq, then gptq',
           })
-          .option('calib', { type: 'string', describe: 'calibration data (.npy for a single-input model, .npz keyed by input name): GPTQ for weight-only quantization; activation ranges for float16 conversion' })
+          .option('layerwise', { type: 'boolean', describe: 'weight-only with --calib: capture and quantize one layer input at a time, each from the model with the layers before it already quantized (default: only when the Hessians exceed --hessian-memory)' })
+          .option('hessian-memory', { type: 'number', describe: "weight-only with --calib: MiB the calibration Hessians may hold at once (default: a quarter of the machine's memory); above it calibration goes layer by layer" })
+          .option('calib', { type: 'string', describe: 'calibration data (.npy for a single-input model, .npz keyed by input name): GPTQ and AWQ for weight-only quantization; activation ranges for float16 conversion' })
           .option('block-size', { type: 'number', default: 32, describe: 'weight-only: values per quantization block along the reduction axis (16..256, power of two)' })
           .option('symmetric', { type: 'boolean', describe: 'weight-only: no zero points' })
           .option('asymmetric', { type: 'boolean', describe: 'weight-only: zero points per block (the default)' })
@@ -120,7 +123,7 @@ async function main(): Promise<void> {
         // Weight-only options do nothing without weight-only quantization: say so rather than ignore them.
         const weightOnly = ['int4', 'int8-weight', 'nf4'].includes(args.quant);
         const int8 = args.quant === 'int8' || args.quant === 'int8-dynamic';
-        const given = (['scale-dtype', 'quant-embeddings', 'accuracy-level', 'quant-method', 'symmetric', 'asymmetric', 'quant-format', 'exclude'] as const).filter((k) => args[k] !== undefined && !(int8 && (k === 'quant-format' || k === 'exclude')));
+        const given = (['scale-dtype', 'quant-embeddings', 'accuracy-level', 'quant-method', 'symmetric', 'asymmetric', 'quant-format', 'exclude', 'layerwise', 'hessian-memory'] as const).filter((k) => args[k] !== undefined && !(int8 && (k === 'quant-format' || k === 'exclude')));
         if (!weightOnly && given.length) throw new PeftcError(`--${given.join(', --')} apply to weight-only quantization (--quant int4, int8-weight or nf4), not --quant ${args.quant}`);
         const int8Given = (['calib-method', 'percentile', 'smoothquant', 'max-error', 'per-channel', 'activation-type'] as const).filter((k) => args[k] !== undefined);
         if (!int8 && int8Given.length) throw new PeftcError(`--${int8Given.join(', --')} apply to --quant int8 / int8-dynamic, not --quant ${args.quant}`);
@@ -174,6 +177,8 @@ async function main(): Promise<void> {
             ...(args['scale-dtype'] !== undefined ? { scaleDtype: args['scale-dtype'] } : {}),
             ...(args['quant-embeddings'] !== undefined ? { embeddings: args['quant-embeddings'] } : {}),
             ...(args['accuracy-level'] !== undefined ? { accuracyLevel: args['accuracy-level'] } : {}),
+            ...(args.layerwise !== undefined ? { layerwise: args.layerwise } : {}),
+            ...(args['hessian-memory'] !== undefined ? { hessianMemory: args['hessian-memory'] * 2 ** 20 } : {}),
           },
           log,
           onReport: args.json ? undefined : (r) => log(formatPassLine(r)),

@@ -21,7 +21,7 @@ import { Tensor } from '../ir/tensor.js';
 import { shapeOf, tensorType } from '../ir/types.js';
 import { CHUNK_ROWS, matchInputData, readInputArrays, type InputArrays, type InputData } from '../runtime/input-data.js';
 import { OrtSession } from '../runtime/ort.js';
-import { accumulateHessian, mirrorUpper, sharedFloat64 } from './hessian.js';
+import { accumulateAbs, accumulateHessian, mirrorUpper, sharedFloat64 } from './hessian.js';
 
 /** Rows of a batch-axis calibration array fed per onnxruntime run (bounds the activations held). */
 export const CALIB_BATCH = CHUNK_ROWS;
@@ -51,6 +51,8 @@ export interface CaptureTarget {
 export interface CaptureOptions {
   /** Activation bytes alive at once at most (default 256 MiB; one activation may exceed it). */
   budgetBytes?: number;
+  /** Also gather each activation's mean |x| per channel (AWQ's activation magnitude). */
+  absMeans?: boolean;
   log?: (message: string) => void;
 }
 
@@ -59,6 +61,8 @@ export interface CaptureResult {
   hessians: Map<string, Float64Array>;
   /** Rows of X per activation. */
   rows: Map<string, number>;
+  /** With `absMeans`: mean |x| per channel (K values) per activation. */
+  absMeans?: Map<string, Float64Array>;
   /** onnxruntime runs made (runs x groups). */
   sessionRuns: number;
   ms: number;
@@ -76,7 +80,9 @@ export async function captureHessians(model: Model, targets: readonly CaptureTar
   const budget = options.budgetBytes ?? DEFAULT_BUDGET;
   const hessians = new Map<string, Float64Array>();
   const rows = new Map<string, number>();
+  const absSums = options.absMeans ? new Map<string, Float64Array>() : undefined;
   for (const t of targets) {
+    absSums?.set(t.activation, new Float64Array(t.k));
     if (t.dtype !== DataType.FLOAT && t.dtype !== DataType.FLOAT16) throw new PeftcError(`activation '${t.activation}' is ${dtypeName(t.dtype)}; calibration reads float32/float16 activations`);
     hessians.set(t.activation, sharedFloat64(t.k * t.k));
     rows.set(t.activation, 0);
@@ -91,9 +97,16 @@ export async function captureHessians(model: Model, targets: readonly CaptureTar
       throw new PeftcError(`${data.path}: activation '${t.activation}' has shape ${fmt(tensor.dims)} in calibration; its last axis should be ${k}`);
     }
     const r = n / k;
-    if (tensor.dtype === DataType.FLOAT16) accumulateHessian(hessians.get(t.activation)!, k, tensor.toTypedArray<Uint16Array>(), r, halfToFloat);
-    else if (tensor.dtype === DataType.FLOAT) accumulateHessian(hessians.get(t.activation)!, k, tensor.toTypedArray<Float32Array>(), r);
-    else throw new PeftcError(`activation '${t.activation}' came back as ${dtypeName(tensor.dtype)}; calibration reads float32/float16 activations`);
+    const sums = absSums?.get(t.activation);
+    if (tensor.dtype === DataType.FLOAT16) {
+      const x = tensor.toTypedArray<Uint16Array>();
+      accumulateHessian(hessians.get(t.activation)!, k, x, r, halfToFloat);
+      if (sums) accumulateAbs(sums, k, x, halfToFloat);
+    } else if (tensor.dtype === DataType.FLOAT) {
+      const x = tensor.toTypedArray<Float32Array>();
+      accumulateHessian(hessians.get(t.activation)!, k, x, r);
+      if (sums) accumulateAbs(sums, k, x);
+    } else throw new PeftcError(`activation '${t.activation}' came back as ${dtypeName(tensor.dtype)}; calibration reads float32/float16 activations`);
     rows.set(t.activation, rows.get(t.activation)! + r);
     return r;
   };
@@ -150,7 +163,15 @@ export async function captureHessians(model: Model, targets: readonly CaptureTar
       if (!Number.isFinite(h[i * t.k + i]!)) throw new PeftcError(`${data.path}: activation '${t.activation}' holds non-finite values on the calibration data`);
     }
   }
-  return { hessians, rows, sessionRuns, ms: performance.now() - t0 };
+  let absMeans: Map<string, Float64Array> | undefined;
+  if (absSums) {
+    absMeans = new Map();
+    for (const [name, sums] of absSums) {
+      const n = rows.get(name)!;
+      absMeans.set(name, sums.map((v) => (n > 0 ? v / n : 0)));
+    }
+  }
+  return { hessians, rows, ...(absMeans ? { absMeans } : {}), sessionRuns, ms: performance.now() - t0 };
 }
 
 /** Adds the targets to the model's graph outputs; the returned function undoes exactly that. */

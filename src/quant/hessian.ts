@@ -36,6 +36,16 @@ export function accumulateHessian(h: Float64Array, k: number, x: ArrayLike<numbe
   }
 }
 
+/** sums[i] += |x[r][i]| over the rows of `x` viewed as [rows, k] (`at` maps float16 bit patterns when given). */
+export function accumulateAbs(sums: Float64Array, k: number, x: ArrayLike<number>, at?: (raw: number) => number): void {
+  const rows = x.length / k;
+  for (let r = 0; r < rows; r++) {
+    const base = r * k;
+    if (at) for (let i = 0; i < k; i++) sums[i]! += Math.abs(at(x[base + i]!));
+    else for (let i = 0; i < k; i++) sums[i]! += Math.abs(x[base + i]!);
+  }
+}
+
 /** Copies the upper triangle onto the lower one (after the last accumulateHessian). */
 export function mirrorUpper(h: Float64Array, k: number): void {
   for (let i = 0; i < k; i++) for (let j = i + 1; j < k; j++) h[j * k + i] = h[i * k + j]!;

@@ -11,9 +11,11 @@ import { runQuantTask, type QuantTask, type QuantTaskResult } from './task.js';
 /**
  * Default quantization threads: one per core the process may use, without the pool's general cap
  * of 16. Quantization is compute-bound and its main thread only waits and rewrites the graph, so
- * every core adds throughput. Memory does not grow with the thread count: the pass cuts parts of
- * about total / (3 x threads) weights (1M to 16M, weight-quant.ts), so the parts in flight hold
- * about a third of the weights whatever the count (more only where parts are at their 1M floor).
+ * every core adds throughput. Memory does not grow with the thread count: the weight-quant pass
+ * cuts parts so that the parts in flight share one budget (160 MiB by default, about 10 bytes per
+ * weight in flight), caps the threads it starts by itself at 16 (each thread holds about 15 MiB of
+ * its own, and up to its share of 256 MiB of buffers awaiting collection), and writes quantized weights bound for external data to a temporary file as they
+ * come (src/quant/spill.ts) instead of holding them until the model is written.
  */
 export function defaultWorkerCount(): number {
   return Math.max(1, availableParallelism());

@@ -37,6 +37,11 @@ export interface QuantTask {
   hessian?: Float64Array;
   /** GPTQ against `hessian` (config.method then names the block scale search). */
   gptq?: Partial<GptqOptions>;
+  /**
+   * Worker threads: after this task, collect garbage when the thread's ArrayBuffer memory is above
+   * this many bytes (worker.ts); the pass sets it from its thread count.
+   */
+  collectAboveBytes?: number;
 }
 
 /** What a task returns besides the packed layouts: shape, settings and error statistics. */
