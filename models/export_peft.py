@@ -8,6 +8,9 @@ Cases (tiny random models from models/export_zoo.py, fixed seeds, no downloads):
     llama-dora          Llama-style, DoRA (use_dora=True)
     llama-rslora        Llama-style, rsLoRA (use_rslora=True) plus rank_pattern/alpha_pattern
     llama-two-adapters  two Llama adapters combined 0.7/0.3 (see below)
+    bert-lora-bias-all       BERT, LoRA on query/value with bias="all" (every bias trained)
+    bert-lora-bias-lora-only BERT, LoRA with bias="lora_only" (the adapted layers' biases trained)
+    llama-modules-to-save    Llama LoRA with modules_to_save=["lm_head"] (a re-trained head)
 
 Each case directory <out>/<case>/ holds
     base.onnx            the base model (TorchScript exporter, opset 17, static shapes)
@@ -66,12 +69,17 @@ def lora_paths(peft_model):
 
 
 def randomize_lora(peft_model, seed, scale=0.2):
-    """Seeded non-zero LoRA A and B (PEFT's default B = 0 would make every merge trivial)."""
+    """Seeded non-zero LoRA A and B (PEFT's default B = 0 would make every merge trivial), and every
+    other trainable tensor moved as training would move it: the biases bias='all'/'lora_only' trains,
+    the copies modules_to_save trains (a step of half the tensor's spread, or 0.1 for a zero bias)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_A" in name or "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * scale)
+            elif p.requires_grad:
+                spread = float(p.std()) if p.numel() > 1 and float(p.std()) > 0 else 0.1
+                p.add_(torch.randn(p.shape, generator=g) * 0.5 * spread)
 
 
 def torch_out(model, family, args):
@@ -127,7 +135,7 @@ def write_case(out, case, base, family, args, input_names, configs, log):
             "config": {k2: (sorted(v) if isinstance(v, set) else v) for k2, v in cfg.items()},
             "saved_config": {k2: saved_cfg.get(k2) for k2 in ("r", "lora_alpha", "target_modules", "fan_in_fan_out",
                                                               "use_dora", "use_rslora", "rank_pattern", "alpha_pattern",
-                                                              "task_type", "peft_type")},
+                                                              "task_type", "peft_type", "bias", "modules_to_save")},
             "reload_vs_original_max_abs_diff": maxdiff(torch_out(reloaded, family, args), torch_out(pm, family, args)),
         })
         pms.append((pm, folder))
@@ -246,6 +254,12 @@ def main():
         ("llama-dora", llama, lm, [dict(lora, use_dora=True)]),
         ("llama-rslora", llama, lm, [dict(lora, use_rslora=True, rank_pattern={"q_proj": 4}, alpha_pattern={"v_proj": 32})]),
         ("llama-two-adapters", llama, lm, [lora, dict(lora, lora_alpha=8)]),
+        # trained biases (PEFT's bias='all' / 'lora_only') and whole replaced layers (modules_to_save)
+        ("bert-lora-bias-all", bert, enc, [dict(r=4, lora_alpha=8, target_modules=["query", "value"],
+                                                init_lora_weights=False, bias="all")]),
+        ("bert-lora-bias-lora-only", bert, enc, [dict(r=4, lora_alpha=8, target_modules=["query", "value"],
+                                                      init_lora_weights=False, bias="lora_only")]),
+        ("llama-modules-to-save", llama, lm, [dict(lora, modules_to_save=["lm_head"])]),
     ]
     only = set(a.only.split(",")) if a.only else None
     for case, base, (family, args, input_names), configs in jobs:

@@ -19,7 +19,9 @@ import { loadAdapter } from '../src/peft/adapter.js';
 import { toFloat32 } from '../src/peft/merge-math.js';
 import { readSafetensors } from '../src/peft/safetensors.js';
 import { runModel } from '../src/runtime/ort.js';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { compileModel } from '../src/compile.js';
 import { locate, mergeAdapters } from '../passes/lora-adapter-merge.js';
 import { mergeLoraBranches } from '../passes/lora-branch-merge.js';
 import { runPipeline } from '../passes/pass.js';
@@ -59,7 +61,7 @@ function torchLayout(model: Model, path: string, kind: 'linear', fanInFanOut: bo
 
 describe('LoRA/DoRA merge matches PEFT', () => {
   it('has the PEFT fixtures (models/export_peft.py output)', () => {
-    expect(cases.sort()).toEqual(['bert-lora', 'gpt2-lora', 'llama-dora', 'llama-lora', 'llama-rslora', 'llama-two-adapters']);
+    expect(cases.sort()).toEqual(['bert-lora', 'bert-lora-bias-all', 'bert-lora-bias-lora-only', 'gpt2-lora', 'llama-dora', 'llama-lora', 'llama-modules-to-save', 'llama-rslora', 'llama-two-adapters']);
   });
 
   for (const name of cases) {
@@ -85,12 +87,38 @@ describe('LoRA/DoRA merge matches PEFT', () => {
       }
       console.log(`${name} (adapter folders): ${adapters[0]!.modules.length} modules merged; worst weight difference ${worst.toExponential(2)} of the weight's scale`);
       expect(worst).toBeLessThanOrEqual(1e-6);
+      // the merge pass alone: outputs match where PEFT trained nothing but LoRA (the trained
+      // biases and saved modules are compile's tensor overrides, checked below)
+      if (adapters.some((a) => a.replaced.size)) return;
       runPipeline(model, cleanupPipeline(), { fixpoint: true, check: true });
       const { feeds, expected } = inputsAndReference(dir);
       const out = await runModel(model, feeds);
       const diff = maxAbsDiff(expected, Object.values(out)[0]!);
       console.log(`${name} (adapter folders): max abs output difference vs PEFT merged ${diff.toExponential(2)}`);
       expect(diff).toBeLessThanOrEqual(1e-4);
+    });
+
+    // What a user runs (peftc compile base.onnx --lora adapter/): the LoRA merge plus what PEFT
+    // trained beside it (bias='all'/'lora_only' biases, modules_to_save layers) as merge_and_unload
+    // keeps them; outputs within 1e-5 relative (L2) of PEFT's merged model on onnxruntime.
+    it(`${name}: peftc compile --lora gives PEFT's merged outputs within 1e-5 relative`, async () => {
+      const out = join(mkdtempSync(join(tmpdir(), 'peft-ref-')), 'merged.onnx');
+      const r = compileModel(join(dir, 'base.onnx'), { target: 'cpu', quant: 'none', output: out, fuse: [], lora: adapterDirs.map((d, i) => ({ dir: d, weight: weights[i]! })) });
+      const { feeds, expected } = inputsAndReference(dir);
+      const got = Object.values(await runModel(loadModel(r.written.path), feeds))[0]!;
+      const x = toFloat32(got);
+      const y = toFloat32(expected);
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < y.length; i++) {
+        num += (x[i]! - y[i]!) ** 2;
+        den += y[i]! ** 2;
+      }
+      const rel = Math.sqrt(num / den);
+      const trained = adapterDirs.map((d) => loadAdapter(d).replaced.size).reduce((a, b) => a + b, 0);
+      console.log(`${name} (compile --lora): relative L2 difference vs PEFT merged ${rel.toExponential(2)}; ${trained} trained tensor(s) besides LoRA`);
+      expect(rel).toBeLessThanOrEqual(1e-5);
+      if (/bias|modules-to-save/.test(name)) expect(trained).toBeGreaterThan(0);
     });
 
     if (!existsSync(join(dir, 'unmerged.onnx'))) continue;
