@@ -164,3 +164,20 @@ describe('fusion rotary-attention', () => {
     );
   });
 });
+
+describe('cuda defaults leave rotary-attention out', () => {
+  // onnxruntime 1.29's CUDA provider crashed on its GroupQueryAttention (bench/results/gpu-h200/cuda-golden.json)
+  it('runs every other cuda fusion by default, and rotary-attention only when named', async () => {
+    const { defaultFusions } = await import('../targets/fusion-defaults.js');
+    const { selectFusions } = await import('../passes/fusion.js');
+    const all = selectFusions({ target: 'cuda' }).map((f) => f.name);
+    expect(all).toContain('rotary-attention');
+    for (const quant of ['none', 'fp16', 'bf16', 'int4'] as const) {
+      const d = defaultFusions('cuda', { quant })!;
+      expect(d).not.toContain('rotary-attention');
+      expect(d.length).toBe(all.length - 1 - (quant === 'int4' ? 1 : 0));
+    }
+    expect(defaultFusions('cuda', { quant: 'fp16', fuse: ['rotary-attention'] })).toEqual(['rotary-attention']);
+    expect(defaultFusions('cpu', { quant: 'none' })).toBeUndefined();
+  });
+});

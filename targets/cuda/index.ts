@@ -22,7 +22,7 @@ import { schemaWhyNot } from '../onnx/index.js';
 import { emulateLowPrecision } from '../low-precision-emulation.js';
 import type { LoweringOptions, Target } from '../target.js';
 import { fusionPass } from '../../passes/fusion.js';
-import { defaultFusions } from '../fusion-defaults.js';
+import { CUDA_CRASHING_FUSIONS, defaultFusions } from '../fusion-defaults.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -61,6 +61,8 @@ export const cudaTarget: Target = {
   // fp16/bf16 conversion comes after fusion: the fusions judge kernel types by the type it will be.
   beforeQuant: (o) => {
     const low = cudaLowType(o);
+    const crashing = (o.fuse ?? []).filter((f) => CUDA_CRASHING_FUSIONS.has(f));
+    if (crashing.length) o.log?.(`warning: --fuse ${crashing.join(',')} on cuda: onnxruntime 1.29's CUDA provider crashed (segmentation fault) running what this fusion writes on an H200; see bench/gpu/README.md`);
     return [fusionPass({ target: 'cuda', only: defaultFusions('cuda', o), ...(low ? { lowerFloatTo: low === 'float16' ? 'fp16' : 'bf16' } : {}) })];
   },
   afterQuant(o: LoweringOptions): Pass[] {
