@@ -46,31 +46,12 @@ import platform as pyplatform
 import sys
 import tempfile
 import time
-import traceback
 
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-T0 = time.perf_counter()
-STATE = {"budget": 230.0}
-
-
-def elapsed():
-    return time.perf_counter() - T0
-
-
-def left():
-    return STATE["budget"] - elapsed()
-
-
-def log(msg):
-    print(f"[{elapsed():7.1f}s] {msg}", flush=True)
-
-
-def err_text(e):
-    traceback.print_exc(file=sys.stderr)
-    sys.stderr.flush()
-    return f"{type(e).__name__}: {e}"[:4000]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from budget import STATE, elapsed, err_text, left, log  # noqa: E402
 
 
 def session(path, threads=1):
@@ -229,13 +210,10 @@ def part_fusion(args, res, save, work):
 
 
 def perplexity_from_logits(logits, ids):
-    """models/train_lm.py's: exp(mean NLL of byte t+1 given bytes <= t) over every window."""
-    logits = logits[:, :-1, :].astype(np.float64)
-    target = ids[:, 1:]
-    m = logits.max(-1, keepdims=True)
-    lse = (m[..., 0] + np.log(np.exp(logits - m).sum(-1)))
-    picked = np.take_along_axis(logits, target[..., None], -1)[..., 0]
-    return float(math.exp((lse - picked).mean()))
+    """models/train_lm.py's own (imported on use: that module imports torch)."""
+    sys.path.insert(0, str(ROOT / "models"))
+    from train_lm import perplexity_from_logits as ppl
+    return ppl(logits, ids)
 
 
 def lm_eval_ids():

@@ -34,7 +34,6 @@ import pathlib
 import platform as pyplatform
 import sys
 import time
-import traceback
 
 import numpy as np
 
@@ -42,26 +41,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "targets" / "xla"))
 sys.path.insert(0, str(ROOT / "models"))
 
-T0 = time.perf_counter()
-STATE = {"budget": 230.0}
-
-
-def elapsed():
-    return time.perf_counter() - T0
-
-
-def left():
-    return STATE["budget"] - elapsed()
-
-
-def log(msg):
-    print(f"[{elapsed():7.1f}s] {msg}", flush=True)
-
-
-def err_text(e):
-    traceback.print_exc(file=sys.stderr)
-    sys.stderr.flush()
-    return f"{type(e).__name__}: {e}"[:4000]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from budget import STATE, elapsed, err_text, left, log  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
