@@ -181,3 +181,30 @@ describe('cuda defaults leave rotary-attention out', () => {
     expect(defaultFusions('cpu', { quant: 'none' })).toBeUndefined();
   });
 });
+
+describe('GroupQueryAttention present outputs', () => {
+  // onnxruntime's CUDA kernel writes present_key/present_value unchecked: an unnamed (absent) output
+  // there is a null dereference (the crash seen on the H200); the CPU kernel tolerates it.
+  it('names present_key and present_value on every fused node, and the compiled model still runs', async () => {
+    const { compileModel } = await import('../src/compile.js');
+    const { loadModel } = await import('../src/onnx/io.js');
+    const { runModel } = await import('../src/runtime/ort.js');
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const out = join(mkdtempSync(join(tmpdir(), 'gqa-')), 'm.onnx');
+    compileModel('models/zoo/llama-static/model.onnx', { target: 'cpu', quant: 'none', output: out });
+    const model = loadModel(out);
+    const gqa = model.graph.nodes.filter((n) => n.opType === 'GroupQueryAttention');
+    expect(gqa.length).toBe(2);
+    for (const n of gqa) {
+      expect(n.outputs.length).toBe(3);
+      for (const o of n.outputs) expect(o?.name ?? '').not.toBe('');
+    }
+    const ids = new BigInt64Array(32).map((_, i) => BigInt((i * 7) % 100));
+    const { Tensor } = await import('../src/ir/tensor.js');
+    const { DataType } = await import('../src/ir/dtype.js');
+    const res = await runModel(model, { input_ids: Tensor.fromTypedArray('input_ids', DataType.INT64, [2, 16], ids) });
+    expect(Object.values(res)[0]!.dims).toEqual([2, 16, 256]);
+  });
+});

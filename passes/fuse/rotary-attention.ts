@@ -406,8 +406,10 @@ export const rotaryAttention: Fusion = {
     const n = r.add('GroupQueryAttention', [m.value('q'), m.value('k'), m.value('v'), null, null, seqlens, total, cos, sin], {
       domain: 'com.microsoft',
       attributes: [intAttr('num_heads', l.numHeads), intAttr('kv_num_heads', l.kvHeads), intAttr('do_rotary', 1), intAttr('rotary_interleaved', 0), floatAttr('scale', scale)],
+      // present_key/present_value are named though nothing reads them: onnxruntime's CUDA kernel
+      // writes them without checking they exist (a null dereference, the segmentation fault seen
+      // on the H200, bench/gpu/README.md), and the op's schema before onnxruntime 1.29 requires them.
       outputs: 3,
-      absent: [1, 2],
     });
     r.replace(m.root.outputs[0]!, n.outputs[0]!);
   },
