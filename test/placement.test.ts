@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { loadModel } from '../src/onnx/io.js';
-import { nodePlacement, parsePlacement } from '../src/runtime/placement.js';
+import { cpuFindings, nodePlacement, parsePlacement, shapeSubgraph } from '../src/runtime/placement.js';
 
 describe('node placement', () => {
   it('reads the placement onnxruntime prints for a real session', async () => {
@@ -34,5 +34,18 @@ describe('node placement', () => {
     expect(p.providers.CUDAExecutionProvider).toEqual({ count: 3, nodes: ['MatMul (/q/MatMul)', 'MemcpyFromHost (Memcpy)', 'Add (/Add)'] });
     expect(p.providers.CPUExecutionProvider!.count).toBe(2);
     expect(p.onCpu).toEqual(['Shape (/Shape)']);
+  });
+
+  it('tells shape computations and onnxruntime-made nodes from the compute nodes a GPU provider left', () => {
+    const graph = loadModel('models/zoo/bert-dynamic/model.onnx').graph;
+    const shape = shapeSubgraph(graph);
+    const shapes = graph.nodes.filter((n) => n.opType === 'Shape');
+    const matmuls = graph.nodes.filter((n) => n.opType === 'MatMul');
+    expect(shapes.length).toBeGreaterThan(0);
+    for (const n of shapes) expect(shape.has(n.name)).toBe(true);
+    for (const n of matmuls) expect(shape.has(n.name)).toBe(false);
+    const onCpu = [`Shape (${shapes[0]!.name})`, `MatMul (${matmuls[0]!.name})`, 'Gather (Gather_token_3)'];
+    const f = cpuFindings({ providers: {}, onCpu }, graph);
+    expect(f).toEqual({ shape: [onCpu[0]], compute: [onCpu[1]], runtimeMade: [onCpu[2]] });
   });
 });

@@ -9,7 +9,7 @@
  * outside tolerance. `updateGolden` rewrites the records after an intentional change and says
  * what moved; it keeps each record's tolerance and refuses figures that break it unless asked.
  */
-import { nodePlacement, type Placement } from '../runtime/placement.js';
+import { cpuFindings, nodePlacement, type CpuFindings, type Placement } from '../runtime/placement.js';
 import type { ExecutionProvider } from '../runtime/ort.js';
 import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync } from 'node:fs';
@@ -154,8 +154,8 @@ export interface Measurement {
   artifact: ArtifactFacts;
   fidelity: Fidelity;
   comparison: Comparison;
-  /** With a GPU provider: where onnxruntime put the nodes. */
-  placement?: Placement;
+  /** With a GPU provider: where onnxruntime put the nodes, the CPU ones split into shape math and the rest. */
+  placement?: Placement & { cpu?: CpuFindings };
 }
 
 function compileOptionsFor(spec: VariantSpec, root: string, output: string, options: GoldenOptions): CompileOptions {
@@ -221,7 +221,11 @@ export async function measureVariant(modelDir: string, ref: GoldenReference, spe
     if (options.keep && keepAs) keepArtifact(result.written, join(resolve(options.keep), keepAs));
     const ep = options.ep ?? 'cpu';
     const comparison = await runOnReference(modelDir, ref, result.written.path, options.threads ?? 1, spec.target, source, ep);
-    const placement = ep !== 'cpu' ? await nodePlacement(result.written.path, ep) : undefined;
+    let placement: (Placement & { cpu?: CpuFindings }) | undefined;
+    if (ep !== 'cpu') {
+      placement = await nodePlacement(result.written.path, ep);
+      if (!statSync(result.written.path).isDirectory()) placement.cpu = cpuFindings(placement, loadModel(result.written.path).graph);
+    }
     return { artifact, fidelity: fidelityOf(comparison), comparison, ...(placement ? { placement } : {}) };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -325,7 +329,7 @@ export interface VariantCheck {
   record: GoldenVariant;
   measured?: { artifact: ArtifactFacts; fidelity: Fidelity };
   /** With --ep cuda: onnxruntime's node placement (nodes left on the CPU are listed as changes). */
-  placement?: Placement;
+  placement?: Placement & { cpu?: CpuFindings };
   ms: number;
 }
 
@@ -399,7 +403,11 @@ export async function checkGolden(options: CheckOptions): Promise<GoldenCheckRes
       continue;
     }
     const { changes, failures } = compareRecord(job.record, m);
-    if (m.placement?.onCpu.length) changes.push(`onnxruntime placed ${m.placement.onCpu.length} node(s) on the CPU provider: ${m.placement.onCpu.join(', ')}`);
+    if (m.placement?.onCpu.length) {
+      const { compute, shape, runtimeMade } = m.placement.cpu ?? { compute: m.placement.onCpu, shape: [], runtimeMade: [] };
+      if (compute.length) changes.push(`onnxruntime placed ${compute.length} compute node(s) of the artifact on the CPU provider: ${compute.join(', ')}`);
+      if (shape.length + runtimeMade.length) changes.push(`on the CPU provider as onnxruntime chooses: ${shape.length} shape-computation node(s), ${runtimeMade.length} node(s) its own optimizations made`);
+    }
     variants.push({
       model: job.model,
       variant: job.record.variant,

@@ -17,6 +17,7 @@
 import { spawn } from 'node:child_process';
 import { builtScript } from '../built-script.js';
 import { PeftcError } from '../errors.js';
+import type { Graph, Node } from '../ir/graph.js';
 import type { ExecutionProvider } from './ort.js';
 
 export interface ProviderNodes {
@@ -73,4 +74,49 @@ export async function nodePlacement(model: string, ep: ExecutionProvider): Promi
   const placement = parsePlacement(`${out}\n${err}`);
   if (!Object.keys(placement.providers).length) throw new PeftcError(`${model}: onnxruntime printed no node placement (its VERBOSE log had no "placed on" line)`);
   return placement;
+}
+
+/**
+ * The names of the nodes that compute shapes: fed only by Shape/Size outputs, constants and other
+ * such nodes. onnxruntime keeps these on the CPU on purpose (they feed Reshape/Expand arguments
+ * that must be read on the host), so a GPU provider leaving them there is expected, not a finding.
+ */
+export function shapeSubgraph(graph: Graph): Set<string> {
+  const shapeValues = new Set<unknown>();
+  const names = new Set<string>();
+  const derived = (n: Node) => {
+    if (n.opType === 'Shape' || n.opType === 'Size') return true;
+    const ins = n.inputs.filter((v) => v !== null);
+    // a node with no inputs (Constant) is a constant, not shape math of its own
+    return ins.length > 0 && ins.every((v) => v!.initializer !== undefined || shapeValues.has(v) || v!.producer?.opType === 'Constant');
+  };
+  for (const n of graph.nodes) {
+    if (!derived(n)) continue;
+    names.add(n.name);
+    for (const o of n.outputs) if (o) shapeValues.add(o);
+  }
+  return names;
+}
+
+/**
+ * The CPU-placed nodes in three groups: shape computations of the artifact, nodes onnxruntime's
+ * own graph optimizations made (their names are not in the artifact, e.g. 'Gather_token_3'), and
+ * the rest: the artifact's compute nodes the GPU provider did not take, which are the findings.
+ */
+export function cpuFindings(placement: Placement, graph: Graph): CpuFindings {
+  const shape = shapeSubgraph(graph);
+  const known = new Set(graph.nodes.map((n) => n.name));
+  const nameOf = (entry: string) => /\((.*)\)$/.exec(entry)?.[1] ?? '';
+  const out: CpuFindings = { shape: [], runtimeMade: [], compute: [] };
+  for (const e of placement.onCpu) {
+    const name = nameOf(e);
+    (shape.has(name) ? out.shape : known.has(name) ? out.compute : out.runtimeMade).push(e);
+  }
+  return out;
+}
+
+export interface CpuFindings {
+  shape: string[];
+  runtimeMade: string[];
+  compute: string[];
 }
