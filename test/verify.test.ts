@@ -14,7 +14,7 @@
  * `npm test` builds dist/ before vitest (the CLI tests run dist/).
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -263,6 +263,21 @@ describe('verify: zoo models', () => {
       const loose = cli('verify', llama, llamaBad, '--inputs', idsPath, '--continuation', '0', '--tolerance', 'rel=10,cos=0.5', '--json');
       expect(loose.status).toBe(0);
       expect(JSON.parse(loose.stdout).tolerance).toEqual({ relErr: 10, cosine: 0.5 });
+    });
+
+    it('--ep cuda: runs on the CUDA provider where it is installed, else exit 2 saying how to install it', () => {
+      const provider = join('node_modules', 'onnxruntime-node', 'bin', 'napi-v6', `${process.platform}`, `${process.arch}`, 'libonnxruntime_providers_cuda.so');
+      const r = cli('verify', llama, llamaCopy, '--ep', 'cuda');
+      if (existsSync(provider)) {
+        console.log(`--ep cuda: ${provider} is installed, so the run must succeed`);
+        expect(r.status).toBe(0);
+      } else {
+        expect(r.status).toBe(2);
+        expect(r.stderr).toContain('could not start its CUDA execution provider');
+        expect(r.stderr).toContain('bench/gpu/README.md');
+      }
+      const bad = cli('verify', llama, llamaCopy, '--ep', 'tpu');
+      expect(bad.status).toBe(2);
     });
 
     it('exit 2 naming the file or the flag: missing candidate, bad --tolerance, data of the wrong type', () => {
