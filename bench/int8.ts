@@ -19,13 +19,12 @@
  * `--small`: the first three models and two sample counts only, no LM table.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchModels } from '../src/bench/bench.js';
 import { DataType } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/model.js';
-import { Tensor } from '../src/ir/tensor.js';
 import { decodeModel } from '../src/onnx/decode.js';
 import { encodeModel } from '../src/onnx/encode.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';
@@ -36,9 +35,10 @@ import { ModelBuilder } from '../models/builder.js';
 import { matchInputData, readInputArrays, synthesizeInputs, type InputData } from '../src/runtime/input-data.js';
 import { readArrays } from '../src/runtime/npy.js';
 import { OrtSession } from '../src/runtime/ort.js';
-import { ErrorAccumulator, PerplexityAccumulator } from '../src/verify/metrics.js';
+import { ErrorAccumulator } from '../src/verify/metrics.js';
 import { quantizeInt8, type Int8Options } from '../src/quant/int8.js';
 import { ortOptimizedGraph } from '../src/quant/int8-kernels.js';
+import { evalWindows, windowPerplexity } from './lm-eval.js';
 import { fmt, printTable } from './util.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -141,25 +141,7 @@ async function rebatched(m: Model, batch: number): Promise<Model | undefined> {
 }
 
 async function fidelity(spec: Spec, ref: Model, cand: Model, data: InputData): Promise<string> {
-  if (spec.kind === 'lm') {
-    const bytes = readFileSync(join(process.cwd(), 'models', 'lm', 'eval.bin'));
-    const seq = 256;
-    const count = Math.floor(bytes.length / seq);
-    const s = await OrtSession.create(cand, { intraOpThreads: 2 });
-    const acc = new PerplexityAccumulator();
-    try {
-      for (let w = 0; w < count; w += 16) {
-        const rows = Math.min(16, count - w);
-        const ids = new BigInt64Array(rows * seq);
-        for (let i = 0; i < ids.length; i++) ids[i] = BigInt(bytes[w * seq + i]!);
-        const out = await s.run({ input_ids: Tensor.fromTypedArray('input_ids', DataType.INT64, [rows, seq], ids) });
-        acc.add(Object.values(out)[0]!.toTypedArray<Float32Array>(), ids, rows, seq);
-      }
-    } finally {
-      await s.release();
-    }
-    return `ppl ${acc.perplexity().toFixed(4)}`;
-  }
+  if (spec.kind === 'lm') return `ppl ${(await lmPerplexity(cand)).toFixed(4)}`;
   if (spec.kind === 'digits') {
     const images = readArrays(join(process.cwd(), 'models', 'digits', 'test_images.npy'), 'x').get('x')!;
     const labels = readArrays(join(process.cwd(), 'models', 'digits', 'test_labels.npy'), 'x').get('x')!.toTypedArray<BigInt64Array>();
@@ -330,23 +312,14 @@ export async function benchInt8(opts: { dir: string; repeat: number; threads: nu
 
 /** Perplexity of models/lm on every 256-byte window of eval.bin. */
 async function lmPerplexity(model: Model): Promise<number> {
-  const bytes = readFileSync(join(process.cwd(), 'models', 'lm', 'eval.bin'));
   const seq = 256;
-  const count = Math.floor(bytes.length / seq);
+  const { ids, count } = evalWindows(seq);
   const s = await OrtSession.create(model, { intraOpThreads: 2 });
-  const acc = new PerplexityAccumulator();
   try {
-    for (let w = 0; w < count; w += 16) {
-      const rows = Math.min(16, count - w);
-      const ids = new BigInt64Array(rows * seq);
-      for (let i = 0; i < ids.length; i++) ids[i] = BigInt(bytes[w * seq + i]!);
-      const out = await s.run({ input_ids: Tensor.fromTypedArray('input_ids', DataType.INT64, [rows, seq], ids) });
-      acc.add(Object.values(out)[0]!.toTypedArray<Float32Array>(), ids, rows, seq);
-    }
+    return await windowPerplexity(s, ids, count, seq);
   } finally {
     await s.release();
   }
-  return acc.perplexity();
 }
 
 /**

@@ -18,9 +18,9 @@ import { Tensor } from '../src/ir/tensor.js';
 import { readCalibrationArrays } from '../src/quant/calibration.js';
 import { encodeNpy } from '../src/runtime/npy.js';
 import { OrtSession } from '../src/runtime/ort.js';
+import { evalWindows, LM_DIR, windowPerplexity } from './lm-eval.js';
 import { fmt, printTable } from './util.js';
 
-const LM_DIR = join(process.cwd(), 'models', 'lm');
 
 interface Variant {
   label: string;
@@ -42,40 +42,6 @@ interface Row {
   quantizeMs?: number;
   latencyMs?: Record<string, number>;
   error?: string;
-}
-
-/** Byte windows of eval.bin as an int64 [count, seq] tensor. */
-function evalWindows(seq: number): { ids: BigInt64Array; count: number } {
-  const bytes = readFileSync(join(LM_DIR, 'eval.bin'));
-  const count = Math.floor(bytes.length / seq);
-  const ids = new BigInt64Array(count * seq);
-  for (let i = 0; i < ids.length; i++) ids[i] = BigInt(bytes[i]!);
-  return { ids, count };
-}
-
-async function perplexity(session: OrtSession, ids: BigInt64Array, count: number, seq: number, batch = 16): Promise<number> {
-  let nll = 0;
-  let n = 0;
-  for (let w = 0; w < count; w += batch) {
-    const b = Math.min(batch, count - w);
-    const feed = Tensor.fromTypedArray('input_ids', DataType.INT64, [b, seq], ids.slice(w * seq, (w + b) * seq));
-    const out = await session.run({ input_ids: feed });
-    const logits = Object.values(out)[0]!.toTypedArray<Float32Array>();
-    const vocab = logits.length / (b * seq);
-    for (let r = 0; r < b; r++) {
-      for (let t = 0; t < seq - 1; t++) {
-        const base = (r * seq + t) * vocab;
-        let max = -Infinity;
-        for (let v = 0; v < vocab; v++) max = Math.max(max, logits[base + v]!);
-        let sum = 0;
-        for (let v = 0; v < vocab; v++) sum += Math.exp(logits[base + v]! - max);
-        const target = Number(ids[(w + r) * seq + t + 1]);
-        nll += max + Math.log(sum) - logits[base + target]!;
-        n++;
-      }
-    }
-  }
-  return Math.exp(nll / n);
 }
 
 /**
@@ -164,7 +130,7 @@ export async function benchQuantFidelity(opts: { dir: string; keep: boolean; rep
     }
     const session = await OrtSession.create(file, { intraOpThreads: opts.threads });
     try {
-      const ppl = await perplexity(session, ids, count, seq);
+      const ppl = await windowPerplexity(session, ids, count, seq);
       if (v.label === 'fp32') fp32 = ppl;
       const row: Row = { label: v.label, perplexity: ppl, delta: ppl - fp32, bytes: statSync(file).size, ...(quantizeMs !== undefined ? { quantizeMs } : {}) };
       if (v.latency) timed.push({ row, file });
@@ -229,7 +195,7 @@ export async function benchQuantFidelity(opts: { dir: string; keep: boolean; rep
       await quantize(bestVariant, file, half);
       const session = await OrtSession.create(file, { intraOpThreads: opts.threads });
       try {
-        stability.push(((await perplexity(session, ids, count, seq)) - fp32) / rtn.delta);
+        stability.push(((await windowPerplexity(session, ids, count, seq)) - fp32) / rtn.delta);
       } finally {
         await session.release();
       }
