@@ -13,7 +13,7 @@ import { DataType, float32ToFloat16Bits } from '../../src/ir/dtype.js';
 import type { Value } from '../../src/ir/graph.js';
 import { Tensor } from '../../src/ir/tensor.js';
 import { constantTensor } from '../constants.js';
-import { alt, k, op, type Match, type NodeCheck, type Pattern, type Rewriter } from './engine.js';
+import { alt, floatAttr, k, op, type Match, type NodeCheck, type Pattern, type Rewriter } from './engine.js';
 import { reducesLastAxisOnly, shape, showShape, type Dim } from './tensors.js';
 
 const lastAxis: NodeCheck = (n) => reducesLastAxisOnly(n);
@@ -98,4 +98,23 @@ export function skipOperands(p: Value, q: Value, ranks: readonly number[], allow
   if (fits(sp, sq)) return { input: p, skip: q };
   if (fits(sq, sp)) return { input: q, skip: p };
   return `the residual Add operands ${showShape(sp)} and ${showShape(sq)} are not ${ranks.map((r) => `${r}-D`).join('/')} with equal shapes${allowBroadcast ? ' (or a [1, S, H] / [S, H] skip)' : ''}`;
+}
+
+/**
+ * Adds a com.microsoft Skip*Normalization node in place of the matched Add + normalization. The
+ * residual sum (captured as 'x') is the node's 4th output; it is asked for only when something
+ * besides the normalization reads the sum, which then reads that output.
+ */
+export function addSkipNorm(m: Match, r: Rewriter, opType: string, inputs: Array<Value | null>, epsilon: number): void {
+  const sum = m.value('x');
+  const needSum = sum.isGraphOutput || sum.uses.some((u) => u.node !== m.root);
+  r.requireOpset('com.microsoft', 1);
+  const n = r.add(opType, inputs, {
+    domain: 'com.microsoft',
+    attributes: [floatAttr('epsilon', epsilon)],
+    outputs: needSum ? 4 : 1,
+    absent: [1, 2],
+  });
+  r.replace(m.root.outputs[0]!, n.outputs[0]!);
+  if (needSum) r.replace(sum, n.outputs[3]!);
 }

@@ -18,8 +18,8 @@
  */
 import { DataType } from '../../src/ir/dtype.js';
 import type { Value } from '../../src/ir/graph.js';
-import { floatAttr, k, op, typeFor, v, type Fusion, type OpPattern } from './engine.js';
-import { asVector, perLastAxis, skipOperands } from './norm-forms.js';
+import { k, op, typeFor, v, type Fusion, type OpPattern } from './engine.js';
+import { addSkipNorm, asVector, perLastAxis, skipOperands } from './norm-forms.js';
 import { rank } from './tensors.js';
 
 function form(bias: boolean): OpPattern {
@@ -50,16 +50,7 @@ export const skipRmsNorm: Fusion = {
   ],
   rewrite(m, r) {
     const { input, skip } = skipOperands(m.value('a'), m.value('skip'), [2, 3], false) as { input: Value; skip: Value };
-    const sum = m.value('x');
-    const needSum = sum.isGraphOutput || sum.uses.some((u) => u.node !== m.root);
-    r.requireOpset('com.microsoft', 1);
-    const n = r.add('SkipSimplifiedLayerNormalization', [input, skip, asVector(m, r, 'gamma'), m.has('bias') ? asVector(m, r, 'bias') : null], {
-      domain: 'com.microsoft',
-      attributes: [floatAttr('epsilon', m.node('norm').attrFloat('epsilon', 1e-5))],
-      outputs: needSum ? 4 : 1,
-      absent: [1, 2],
-    });
-    r.replace(m.root.outputs[0]!, n.outputs[0]!);
-    if (needSum) r.replace(sum, n.outputs[3]!);
+    const inputs = [input, skip, asVector(m, r, 'gamma'), m.has('bias') ? asVector(m, r, 'bias') : null];
+    addSkipNorm(m, r, 'SkipSimplifiedLayerNormalization', inputs, m.node('norm').attrFloat('epsilon', 1e-5));
   },
 };

@@ -9,6 +9,7 @@
  *  - each function ends with a return of its declared result types.
  * checkModule collects every violation (with the op's line:column) and throws them together.
  */
+import { float16BitsToFloat32 } from '../ir/dtype.js';
 import type { Attribute, Block, FuncOp, Module, Operation } from './parser.js';
 import {
   allocate,
@@ -107,15 +108,8 @@ function bitsToFloat(e: ElementType, bits: bigint): number {
     case 'bf16':
       dv.setUint32(0, Number(bits) << 16);
       return dv.getFloat32(0);
-    case 'f16': {
-      const h = Number(bits);
-      const sign = h & 0x8000 ? -1 : 1;
-      const exp = (h >> 10) & 0x1f;
-      const frac = h & 0x3ff;
-      if (exp === 0) return sign * frac * 2 ** -24;
-      if (exp === 0x1f) return frac ? NaN : sign * Infinity;
-      return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-    }
+    case 'f16':
+      return float16BitsToFloat32(Number(bits));
     default:
       fail(`internal: ${e} is not a float type`);
   }
