@@ -8,12 +8,20 @@
  * float32 on cuda (unless a later pass lowers it to float16). Random batch, sequence, head counts (grouped or not), head sizes, table forms
  * and scales keep their outputs on onnxruntime within 1e-4 relative.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DataType } from '../src/ir/dtype.js';
 import type { Value } from '../src/ir/graph.js';
 import { Tensor } from '../src/ir/tensor.js';
 import { ModelBuilder } from '../models/builder.js';
+import { selectFusions } from '../passes/fusion.js';
+import { compileModel } from '../src/compile.js';
+import { loadModel } from '../src/onnx/io.js';
+import { runModel } from '../src/runtime/ort.js';
+import { defaultFusions } from '../targets/fusion-defaults.js';
 import { copy, expectSameOutputs, floatInput, fuse, inferShapes, ops } from './fusion-helpers.js';
 
 interface RopeCase {
@@ -167,9 +175,7 @@ describe('fusion rotary-attention', () => {
 
 describe('cuda defaults leave rotary-attention out', () => {
   // onnxruntime 1.29's CUDA provider crashed on its GroupQueryAttention (bench/results/gpu-h200/cuda-golden.json)
-  it('runs every other cuda fusion by default, and rotary-attention only when named', async () => {
-    const { defaultFusions } = await import('../targets/fusion-defaults.js');
-    const { selectFusions } = await import('../passes/fusion.js');
+  it('runs every other cuda fusion by default, and rotary-attention only when named', () => {
     const all = selectFusions({ target: 'cuda' }).map((f) => f.name);
     expect(all).toContain('rotary-attention');
     for (const quant of ['none', 'fp16', 'bf16', 'int4'] as const) {
@@ -186,12 +192,6 @@ describe('GroupQueryAttention present outputs', () => {
   // onnxruntime's CUDA kernel writes present_key/present_value unchecked: an unnamed (absent) output
   // there is a null dereference (the crash seen on the H200); the CPU kernel tolerates it.
   it('names present_key and present_value on every fused node, and the compiled model still runs', async () => {
-    const { compileModel } = await import('../src/compile.js');
-    const { loadModel } = await import('../src/onnx/io.js');
-    const { runModel } = await import('../src/runtime/ort.js');
-    const { mkdtempSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
     const out = join(mkdtempSync(join(tmpdir(), 'gqa-')), 'm.onnx');
     compileModel('models/zoo/llama-static/model.onnx', { target: 'cpu', quant: 'none', output: out });
     const model = loadModel(out);
@@ -202,8 +202,6 @@ describe('GroupQueryAttention present outputs', () => {
       for (const o of n.outputs) expect(o?.name ?? '').not.toBe('');
     }
     const ids = new BigInt64Array(32).map((_, i) => BigInt((i * 7) % 100));
-    const { Tensor } = await import('../src/ir/tensor.js');
-    const { DataType } = await import('../src/ir/dtype.js');
     const res = await runModel(model, { input_ids: Tensor.fromTypedArray('input_ids', DataType.INT64, [2, 16], ids) });
     expect(Object.values(res)[0]!.dims).toEqual([2, 16, 256]);
   });

@@ -17,7 +17,7 @@
 import { spawn } from 'node:child_process';
 import { builtScript } from '../built-script.js';
 import { PeftcError } from '../errors.js';
-import type { Graph, Node } from '../ir/graph.js';
+import type { Graph, Node, Value } from '../ir/graph.js';
 import type { ExecutionProvider } from './ort.js';
 
 export interface ProviderNodes {
@@ -82,7 +82,7 @@ export async function nodePlacement(model: string, ep: ExecutionProvider): Promi
  * that must be read on the host), so a GPU provider leaving them there is expected, not a finding.
  */
 export function shapeSubgraph(graph: Graph): Set<string> {
-  const shapeValues = new Set<unknown>();
+  const shapeValues = new Set<Value>();
   const names = new Set<string>();
   const derived = (n: Node) => {
     if (n.opType === 'Shape' || n.opType === 'Size') return true;
