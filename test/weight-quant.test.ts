@@ -31,7 +31,8 @@ function weights(n: number, seed: number, scale = 0.05): Float32Array {
   const u = randomFloats(n * 2, seed);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    const a = (u[2 * i]! + 2) / 4 + 1e-7;
+    // u is in [-2, 2] once rounded to float32 (2 itself happens): a stays in (0, 1] so log(a) <= 0
+    const a = Math.min(1, (u[2 * i]! + 2) / 4 + 1e-7);
     const b = (u[2 * i + 1]! + 2) / 4;
     let g = Math.sqrt(-2 * Math.log(a)) * Math.cos(2 * Math.PI * b);
     if (i % 97 === 13) g *= 6;
